@@ -1,0 +1,1 @@
+"""Shared runtime of every ChatMesh service (a library, not a service)."""

@@ -1,0 +1,1 @@
+"""gRPC plumbing shared by services: server bootstrap, interceptors, client channels."""

@@ -135,7 +135,8 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Logout(self, request, context):
-        """Ends the caller's current session (requires an access token).
+        """Ends a session: the one named by `refresh_token` if given, otherwise the
+        session of the caller's access token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -33,7 +33,9 @@ class AuthServiceStub:
     whole session family and emits RefreshTokenReused.
     """
     Logout: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]
-    """Ends the caller's current session (requires an access token)."""
+    """Ends a session: the one named by `refresh_token` if given, otherwise the
+    session of the caller's access token.
+    """
     ListSessions: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListSessionsRequest, _auth_pb2.ListSessionsResponse]
     """Lists the caller's active sessions (requires an access token)."""
     RevokeSession: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeSessionRequest, _auth_pb2.RevokeSessionResponse]
@@ -96,7 +98,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.LogoutRequest,
         context: _aio.ServicerContext[_auth_pb2.LogoutRequest, _abc.Awaitable[_auth_pb2.LogoutResponse]],
     ) -> _abc.Awaitable[_auth_pb2.LogoutResponse]:
-        """Ends the caller's current session (requires an access token)."""
+        """Ends a session: the one named by `refresh_token` if given, otherwise the
+        session of the caller's access token.
+        """
 
     @_abc_1.abstractmethod
     def ListSessions(

@@ -1,0 +1,3 @@
+from chatmesh.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""`chatmesh dev`: the whole mesh in one process, on the embedded defaults.
+
+Every service is still a real gRPC server on its own port and the BFF talks to
+it over gRPC exactly as in production; only the shared state is swapped for
+embedded equivalents (SQLite files, the in-process event bus and rate limiter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import uvicorn
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chatmesh.bff.app import create_app
+from chatmesh.bff.settings import BffSettings
+from chatmesh.cli.console_mail import ConsoleMailer
+from chatmesh.common.bus import InProcessEventBus, stream_name
+from chatmesh.common.grpc.client import create_channel
+from chatmesh.common.grpc.server import install_stop_signals
+from chatmesh.common.logging import configure_logging, get_logger
+from chatmesh.common.ratelimit import InMemoryRateLimiter
+from chatmesh.services.auth.app import AuthServer, serve
+from chatmesh.services.auth.settings import AuthSettings
+
+log = get_logger("chatmesh.dev")
+
+AUTH_SERVICE = "chatmesh.auth.v1.AuthService"
+
+
+class DevSettings(BaseSettings):
+    """Where `chatmesh dev` listens (CHATMESH_DEV_* or the command's flags)."""
+
+    model_config = SettingsConfigDict(env_prefix="CHATMESH_DEV_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    auth_port: int = Field(default=50051, ge=0, le=65535)
+    data_dir: Path = Path(".chatmesh")
+    log_level: str = "info"
+    web_dir: Path = Path("clients/web/out")
+    # Seconds to wait for every service to report SERVING.
+    start_timeout: float = Field(default=30.0, gt=0)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: `chatmesh dev` owns SIGINT/SIGTERM
+    and stops the BFF and every service in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def wait_serving(address: str, service: str) -> None:
+    """Block until the gRPC health service reports `service` SERVING."""
+    async with create_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.1)
+
+
+async def run_dev(settings: DevSettings) -> int:
+    configure_logging("chatmesh-dev", level=settings.log_level, fmt="console")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    public_url = f"http://{settings.host}:{settings.http_port}"
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+
+    bus = InProcessEventBus()
+    limiter = InMemoryRateLimiter()
+    auth: AuthServer | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        auth = await serve(
+            AuthSettings(
+                database_url=f"sqlite+aiosqlite:///{settings.data_dir / 'auth.db'}",
+                grpc_host=settings.host,
+                grpc_port=settings.auth_port,
+                public_url=public_url,
+            ),
+            bus=bus,
+            limiter=limiter,
+        )
+        auth_address = f"{settings.host}:{auth.port}"
+        async with asyncio.timeout(settings.start_timeout):
+            await wait_serving(auth_address, AUTH_SERVICE)
+
+        mailer = ConsoleMailer(public_url)
+        tasks.append(
+            asyncio.create_task(
+                bus.consume(
+                    stream_name("auth"), "dev-console-mail", "dev", mailer.handle, stop=stop
+                )
+            )
+        )
+
+        bff_settings = BffSettings(
+            http_host=settings.host,
+            http_port=settings.http_port,
+            auth_address=auth_address,
+            public_url=public_url,
+            web_dir=settings.web_dir,
+        )
+        server = _EmbeddedServer(
+            uvicorn.Config(
+                create_app(bff_settings, limiter=limiter),
+                host=settings.host,
+                port=settings.http_port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                ws="websockets-sansio",
+            )
+        )
+        bff_task = asyncio.create_task(server.serve())
+        # uvicorn offers no start-up event to await, only this flag.
+        while not server.started and not bff_task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if bff_task.done():
+            bff_task.result()
+            log.error("bff failed to start")
+            return 1
+        log.info(
+            "chatmesh is ready", url=public_url, auth=auth_address, data_dir=str(settings.data_dir)
+        )
+        print(f"\n  ChatMesh is running at {public_url}  (Ctrl-C to stop)\n", flush=True)
+
+        await stop.wait()
+        log.info("stopping")
+        server.should_exit = True
+        await bff_task
+        return 0
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if auth is not None:
+            await auth.stop(drain=0.0, grace=2.0)
+        await bus.close()
+        log.info("stopped")

@@ -1,0 +1,116 @@
+"""`chatmesh dev` as a user runs it: a real process, real ports, real HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chatmesh.common.testing import free_port
+
+START_TIMEOUT = 60.0
+
+
+class DevProcess:
+    def __init__(self, proc: subprocess.Popen[str], base_url: str, log: Path) -> None:
+        self.proc = proc
+        self.base_url = base_url
+        self.log = log
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def wait_ready(dev: DevProcess) -> httpx.Response:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if dev.proc.poll() is not None:
+            pytest.fail(f"chatmesh dev exited early ({dev.proc.returncode}):\n{dev.output()}")
+        try:
+            response = httpx.get(f"{dev.base_url}/readyz", timeout=2)
+            if response.status_code == 200:
+                return response
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"chatmesh dev not ready after {START_TIMEOUT}s:\n{dev.output()}")
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[DevProcess]:
+    http_port, auth_port = free_port(), free_port()
+    log = tmp_path / "dev.log"
+    env = {
+        **os.environ,
+        "CHATMESH_DEV_HTTP_PORT": str(http_port),
+        "CHATMESH_DEV_AUTH_PORT": str(auth_port),
+        "CHATMESH_DEV_DATA_DIR": str(tmp_path / "data"),
+        "CHATMESH_DEV_WEB_DIR": str(tmp_path / "no-web-build"),
+    }
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chatmesh.cli", "dev"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    dev = DevProcess(proc, f"http://127.0.0.1:{http_port}", log)
+    try:
+        yield dev
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_dev_serves_ready_and_stops_cleanly(dev: DevProcess, sig: signal.Signals) -> None:
+    ready = wait_ready(dev)
+    assert ready.json()["status"] == "ready"
+    assert dev.base_url in dev.output()
+    home = httpx.get(f"{dev.base_url}/", timeout=5)
+    assert home.status_code == 200
+    assert "text/html" in home.headers["content-type"]
+
+    dev.proc.send_signal(sig)
+    assert dev.proc.wait(timeout=20) == 0, dev.output()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{dev.base_url}/healthz", timeout=2)
+
+
+def test_dev_prints_the_verification_link_and_it_verifies(dev: DevProcess) -> None:
+    wait_ready(dev)
+    with httpx.Client(base_url=dev.base_url, timeout=10) as client:
+        created = client.post(
+            "/api/v1/auth/register",
+            json={
+                "email": "ada@example.com",
+                "username": "ada",
+                "password": "correct horse battery staple",
+                "display_name": "Ada Lovelace",
+            },
+        )
+        assert created.status_code == 201, created.text
+        token = ""
+        deadline = time.monotonic() + 10
+        while not token and time.monotonic() < deadline:
+            for line in dev.output().splitlines():
+                if "ada@example.com" in line and "/verify-email?token=" in line:
+                    token = line.split("token=", 1)[1].split()[0]
+            time.sleep(0.1)
+        assert token, dev.output()
+        verified = client.post("/api/v1/auth/verify-email", json={"token": token})
+        assert verified.status_code == 200, verified.text
+        me = client.get("/api/v1/me")
+        assert me.status_code == 200
+        assert me.json()["email_verified"] is True
+    dev.proc.send_signal(signal.SIGINT)
+    assert dev.proc.wait(timeout=20) == 0

@@ -1,0 +1,1 @@
+"""The auth service: accounts, credentials, sessions (devices) and signing keys."""

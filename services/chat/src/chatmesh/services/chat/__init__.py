@@ -1,0 +1,1 @@
+"""ChatMesh chat service."""

@@ -8,6 +8,9 @@ with :func:`http_status_for`. Any other exception becomes ``internal`` with a
 generic message: exception text never reaches a client.
 """
 
+# The classes are named after the gRPC status they carry, not "...Error".
+# ruff: noqa: N818
+
 from __future__ import annotations
 
 import json
@@ -178,7 +181,9 @@ def from_rpc_error(error: grpc.aio.AioRpcError) -> ServiceError:
         "unavailable",
         "deadline_exceeded",
     ):
-        return Unavailable("a backend service is unavailable, try again", code="service_unavailable")
+        return Unavailable(
+            "a backend service is unavailable, try again", code="service_unavailable"
+        )
     cls = _BY_STATUS.get(code)
     if cls is None:
         result = ServiceError(message, code=reason, details=details)

@@ -3,7 +3,7 @@ HTTP endpoint that serves them."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, start_http_server
 
 GRPC_HANDLED = Counter(
     "grpc_server_handled_total",
@@ -20,4 +20,6 @@ GRPC_LATENCY = Histogram(
 
 def start_metrics_server(host: str, port: int) -> int:
     """Serve /metrics on a background thread; returns the bound port (0 picks one)."""
-    raise NotImplementedError
+    # A daemon thread: it dies with the process, no shutdown ordering to get wrong.
+    server, _thread = start_http_server(port, addr=host)
+    return int(server.server_port)

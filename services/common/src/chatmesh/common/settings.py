@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CONFIG_ERROR_EXIT_CODE = 2
@@ -43,7 +43,15 @@ class ServiceSettings(BaseSettings):
     # The URL users reach the product at; links in emails are built from it.
     public_url: str = "http://127.0.0.1:8000"
     # Tracing is off unless this is set (standard OTel variable, no prefix).
-    otel_exporter_otlp_endpoint: str = Field(default="", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_exporter_otlp_endpoint: str = Field(
+        default="", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        # LOG_LEVEL=INFO is what people type; accept it.
+        return value.lower() if isinstance(value, str) else value
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file for this service."""
@@ -60,9 +68,11 @@ def format_validation_error(cls: type[BaseSettings], error: ValidationError) -> 
     prefix = str(cls.model_config.get("env_prefix", ""))
     parts = []
     for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "?"
-        var = (prefix + field).upper()
-        parts.append(f"{var}: {item['msg']}")
+        head, *rest = [str(p) for p in item["loc"]] or ["?"]
+        # A field read through an alias (OTEL_…) is reported under the alias, unprefixed.
+        var = (prefix + head if head in cls.model_fields else head).upper()
+        where = ".".join([var, *rest])
+        parts.append(f"{where}: {item['msg']}")
     return "configuration error: " + "; ".join(parts)
 
 

@@ -12,9 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import uvicorn
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,6 +21,7 @@ from chatmesh.bff.settings import BffSettings
 from chatmesh.cli.console_mail import ConsoleMailer
 from chatmesh.common.bus import InProcessEventBus, stream_name
 from chatmesh.common.grpc.client import create_channel
+from chatmesh.common.grpc.health import wait_until_serving
 from chatmesh.common.grpc.server import install_stop_signals
 from chatmesh.common.logging import configure_logging, get_logger
 from chatmesh.common.ratelimit import InMemoryRateLimiter
@@ -58,20 +57,6 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def wait_serving(address: str, service: str) -> None:
-    """Block until the gRPC health service reports `service` SERVING."""
-    async with create_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.1)
-
-
 async def run_dev(settings: DevSettings) -> int:
     configure_logging("chatmesh-dev", level=settings.log_level, fmt="console")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -95,8 +80,8 @@ async def run_dev(settings: DevSettings) -> int:
             limiter=limiter,
         )
         auth_address = f"{settings.host}:{auth.port}"
-        async with asyncio.timeout(settings.start_timeout):
-            await wait_serving(auth_address, AUTH_SERVICE)
+        async with create_channel(auth_address) as channel, asyncio.timeout(settings.start_timeout):
+            await wait_until_serving(channel, AUTH_SERVICE)
 
         mailer = ConsoleMailer(public_url)
         tasks.append(

@@ -3,42 +3,163 @@ service via `search_path`) or aiosqlite (embedded; WAL, foreign keys on)."""
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+# Keys under which `upgrade` hands the URL and schema to `migrations.run_env`.
+URL_ATTRIBUTE = "chatmesh.url"
+SCHEMA_ATTRIBUTE = "chatmesh.schema"
+
+# A writer waits this long for SQLite's lock instead of failing with "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Alembic keeps its `context`/`op` proxies in module globals: one upgrade per process at a time.
+_UPGRADE_LOCK = threading.Lock()
+
+
+def _check_schema(schema: str) -> str:
+    # The name is interpolated into DDL (CREATE SCHEMA), so only plain identifiers pass.
+    if not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"invalid schema name {schema!r}: use lowercase letters, digits, _")
+    return schema
+
+
+# Plain URLs (as hosting providers hand them out) get the async driver we ship.
+_ASYNC_DRIVERS = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+
+def async_url(url: str | URL) -> URL:
+    """`url` with an asyncio driver: postgres(ql):// → asyncpg, sqlite:// → aiosqlite."""
+    parsed = make_url(url)
+    return parsed.set(drivername=_ASYNC_DRIVERS.get(parsed.drivername, parsed.drivername))
+
+
+def is_sqlite_url(url: str | URL) -> bool:
+    return async_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(
+    url: str | URL, *, schema: str, echo: bool = False, foreign_keys: bool = True
+) -> AsyncEngine:
+    """The engine `Database` and the migrations use.
+
+    PostgreSQL: `search_path` is the service's schema, so unqualified table names
+    resolve to the service's own tables. SQLite: the file's directory is created;
+    WAL, foreign keys and a busy timeout are set on every connection, and every
+    transaction starts with BEGIN IMMEDIATE so concurrent writers queue up instead
+    of failing half-way (SQLite has no SELECT … FOR UPDATE). Migrations pass
+    `foreign_keys=False` because batch ALTERs recreate tables.
+    """
+    parsed = async_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(
+            parsed,
+            echo=echo,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            connect_args={"server_settings": {"search_path": _check_schema(schema)}},
+        )
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:")
+    if not in_memory and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(
+        parsed, echo=echo, **({"poolclass": StaticPool} if in_memory else {})
+    )
+    _configure_sqlite(engine, foreign_keys=foreign_keys)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Take BEGIN out of the driver's hands (see `_on_begin`).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # WAL: other readers (sqlite3 CLI, backups) never block the writer, and
+            # synchronous=NORMAL is crash-safe with it and makes commits cheap.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # Take the write lock up front: a deferred transaction that reads and then
+        # writes can fail with SQLITE_BUSY without waiting for the busy timeout.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
     def __init__(self, url: str, *, schema: str, echo: bool = False) -> None:
         """`schema` is the service's Postgres schema; ignored on SQLite."""
-        raise NotImplementedError
+        self._schema = _check_schema(schema)
+        self._is_sqlite = is_sqlite_url(url)
+        self._engine = make_engine(url, schema=schema, echo=echo)
+        self._sessions = async_sessionmaker(
+            self._engine, class_=AsyncSession, expire_on_commit=False
+        )
 
     @property
     def engine(self) -> AsyncEngine:
-        raise NotImplementedError
+        return self._engine
 
     @property
     def is_sqlite(self) -> bool:
-        raise NotImplementedError
+        return self._is_sqlite
+
+    @property
+    def schema(self) -> str:
+        return self._schema
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction: commits when the block ends, rolls back on error."""
-        raise NotImplementedError
-        yield  # pragma: no cover
+        async with self._sessions() as session, session.begin():
+            yield session
 
     async def ping(self) -> None:
         """Raise if the database cannot answer `SELECT 1`."""
-        raise NotImplementedError
+        async with self._engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     async def close(self) -> None:
-        raise NotImplementedError
+        await self._engine.dispose()
 
 
 def upgrade(url: str, *, schema: str, migrations: Path) -> None:
     """Run the service's Alembic migrations in `migrations` up to head (blocking;
-    call with `asyncio.to_thread`). Creates the schema on PostgreSQL first."""
-    raise NotImplementedError
+    call with `asyncio.to_thread`). Creates the schema on PostgreSQL first.
+
+    Idempotent, and safe to run from several processes at once: on PostgreSQL the
+    migration runs under an advisory lock per schema, on SQLite in one write
+    transaction (see `migrations.run_env`).
+    """
+    config = Config()
+    # ConfigParser interpolation: a literal % must be doubled.
+    config.set_main_option("script_location", str(migrations).replace("%", "%%"))
+    config.attributes[URL_ATTRIBUTE] = url
+    config.attributes[SCHEMA_ATTRIBUTE] = _check_schema(schema)
+    with _UPGRADE_LOCK:
+        command.upgrade(config, "head")

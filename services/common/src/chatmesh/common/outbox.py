@@ -5,15 +5,23 @@ and publish loses nothing; the relay retries until the bus accepts."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import time
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
-from sqlmodel import Field, SQLModel
+from sqlalchemy import delete
+from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from chatmesh.common.bus import EventBus
+from chatmesh.common.bus import EventBus, make_event, stream_name
 from chatmesh.common.db import Database
+from chatmesh.common.logging import get_logger
 from chatmesh.events.v1 import envelope_pb2
+
+log = get_logger("chatmesh.outbox")
+
+# Published rows are kept this long (for debugging and replays), then pruned.
+RETENTION = timedelta(days=7)
 
 
 class OutboxEvent(SQLModel, table=True):
@@ -22,13 +30,42 @@ class OutboxEvent(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     stream: str = Field(max_length=100)
     payload: bytes
+    # Aware UTC (SQLModel stores `datetime` as TIMESTAMPTZ / UTC text on SQLite).
     create_time: datetime
     publish_time: datetime | None = Field(default=None, index=True)
 
 
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _CreateClock:
+    """Strictly increasing create times, so events staged in one transaction (same
+    microsecond) are still published in the order they were added."""
+
+    def __init__(self) -> None:
+        self._last = datetime.min.replace(tzinfo=UTC)
+
+    def now(self) -> datetime:
+        self._last = max(utcnow(), self._last + timedelta(microseconds=1))
+        return self._last
+
+
+_create_clock = _CreateClock()
+
+
 def add_event(session: AsyncSession, source: str, payload: Message) -> envelope_pb2.Event:
     """Stage `payload` for stream `events.<source>` in the caller's transaction."""
-    raise NotImplementedError
+    event = make_event(source, payload)
+    session.add(
+        OutboxEvent(
+            id=event.id,
+            stream=stream_name(source),
+            payload=event.SerializeToString(),
+            create_time=_create_clock.now(),
+        )
+    )
+    return event
 
 
 class OutboxRelay:
@@ -39,17 +76,97 @@ class OutboxRelay:
         *,
         poll_interval: float = 0.5,
         batch_size: int = 100,
+        max_backoff: float = 30.0,
+        retention: timedelta = RETENTION,
+        prune_interval: float = 3600.0,
     ) -> None:
-        raise NotImplementedError
+        self._db = db
+        self._bus = bus
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._max_backoff = max_backoff
+        self._retention = retention
+        self._prune_interval = prune_interval
+        self._wakeup = asyncio.Event()
 
     async def publish_pending(self) -> int:
         """Publish unpublished events in order; returns how many were published."""
-        raise NotImplementedError
+        total = 0
+        while True:
+            published, full = await self._publish_batch()
+            total += published
+            if not full:
+                return total
+
+    async def _publish_batch(self) -> tuple[int, bool]:
+        """One batch in one transaction; returns (published, whether the batch was full)."""
+        query = (
+            select(OutboxEvent)
+            .where(col(OutboxEvent.publish_time).is_(None))
+            .order_by(col(OutboxEvent.create_time), col(OutboxEvent.id))
+            .limit(self._batch_size)
+        )
+        if not self._db.is_sqlite:
+            # Another relay replica skips the rows this one holds instead of
+            # publishing them a second time. (SQLite: BEGIN IMMEDIATE serializes.)
+            query = query.with_for_update(skip_locked=True)
+        failure: Exception | None = None
+        published = 0
+        async with self._db.transaction() as session:
+            rows = (await session.exec(query)).all()
+            for row in rows:
+                try:
+                    await self._bus.publish(row.stream, envelope_pb2.Event.FromString(row.payload))
+                except Exception as exc:
+                    # Keep what went out marked; the rest stays pending, in order.
+                    failure = exc
+                    break
+                row.publish_time = utcnow()
+                published += 1
+        if failure is not None:
+            raise failure
+        return published, len(rows) == self._batch_size
+
+    async def prune(self, older_than: timedelta | None = None) -> int:
+        """Delete events published more than `older_than` (default: retention) ago."""
+        cutoff = utcnow() - (older_than if older_than is not None else self._retention)
+        async with self._db.transaction() as session:
+            result = await session.exec(
+                delete(OutboxEvent).where(col(OutboxEvent.publish_time) < cutoff)
+            )
+            return int(result.rowcount)
 
     def wake(self) -> None:
         """Nudge the relay right after a commit so events go out without poll delay."""
-        raise NotImplementedError
+        self._wakeup.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until `stop` is set; bus errors are logged and retried with backoff."""
-        raise NotImplementedError
+        failures = 0
+        next_prune = 0.0
+        while not stop.is_set():
+            # Cleared before publishing: a wake() during the round triggers another.
+            self._wakeup.clear()
+            try:
+                await self.publish_pending()
+                if time.monotonic() >= next_prune:
+                    await self.prune()
+                    next_prune = time.monotonic() + self._prune_interval
+            except Exception as exc:
+                failures += 1
+                delay = min(self._max_backoff, self._poll_interval * 2 ** min(failures, 16))
+                log.warning("outbox_relay_failed", error=repr(exc), retry_in=delay)
+                # wake() is ignored while backing off: every commit would hammer a dead bus.
+                await _wait_any(stop, within=delay)
+                continue
+            failures = 0
+            await _wait_any(stop, self._wakeup, within=self._poll_interval)
+
+
+async def _wait_any(*events: asyncio.Event, within: float) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -3,7 +3,27 @@
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+# Longer than any blocking read we issue (the bus blocks for 1 s by default), short
+# enough that a hung Redis turns into an error instead of a stuck request.
+SOCKET_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 2.0
+# A request should fail fast when Redis is down: two quick retries, not the
+# library default of several seconds of backoff.
+RETRIES = 2
 
 
 def create_redis(url: str) -> aioredis.Redis:
-    raise NotImplementedError
+    """A client for `url` (redis://, rediss://, unix://) returning raw bytes."""
+    return aioredis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_keepalive=True,
+        # Ping idle connections before use so a Redis restart is noticed up front.
+        health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), RETRIES),
+    )

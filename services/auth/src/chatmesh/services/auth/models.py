@@ -86,4 +86,4 @@ class SigningKey(AuthTable, table=True):
 
 
 PURPOSE_VERIFY_EMAIL = "verify_email"
-PURPOSE_PASSWORD_RESET = "password_reset"
+PURPOSE_PASSWORD_RESET = "password_reset"  # noqa: S105 (a label, not a secret)

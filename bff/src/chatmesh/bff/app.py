@@ -1,0 +1,146 @@
+"""The BFF application: routes, middleware, and the backends its lifespan opens."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from grpc_health.v1 import health_pb2
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute
+
+from chatmesh.auth.v1 import auth_pb2_grpc
+from chatmesh.bff.auth import Authenticator
+from chatmesh.bff.cookies import CookiePolicy
+from chatmesh.bff.errors import exception_handlers
+from chatmesh.bff.middleware.body_limit import BodyLimitMiddleware
+from chatmesh.bff.middleware.catch_all import CatchAllMiddleware
+from chatmesh.bff.middleware.observe import ObserveMiddleware
+from chatmesh.bff.middleware.origin import OriginCheckMiddleware
+from chatmesh.bff.middleware.rate_limit import RateLimitMiddleware
+from chatmesh.bff.middleware.security_headers import SecurityHeadersMiddleware
+from chatmesh.bff.routes.auth import AuthRoutes
+from chatmesh.bff.routes.me import MeRoutes
+from chatmesh.bff.routes.system import SystemRoutes
+from chatmesh.bff.routes.web import web_app
+from chatmesh.bff.settings import BffSettings
+from chatmesh.bff.state import STATE_KEY, Backends
+from chatmesh.common.grpc.client import create_channel
+from chatmesh.common.logging import get_logger
+from chatmesh.common.ratelimit import InMemoryRateLimiter, RateLimiter, RedisRateLimiter
+from chatmesh.common.redis import create_redis
+from chatmesh.common.tokens import GrpcJwksSource, TokenVerifier
+
+log = get_logger("chatmesh.bff")
+
+HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check"
+
+
+def _routes(settings: BffSettings) -> list[BaseRoute]:
+    authenticator = Authenticator(
+        user_limit=settings.rate_limit_user, window=settings.rate_limit_window
+    )
+    auth = AuthRoutes(
+        cookies=CookiePolicy(secure=settings.secure_cookies),
+        authenticator=authenticator,
+        timeout=settings.backend_timeout,
+        trusted_proxy_hops=settings.trusted_proxy_hops,
+    )
+    me = MeRoutes(authenticator=authenticator, timeout=settings.backend_timeout)
+    system = SystemRoutes(public_url=settings.public_url)
+    return [*auth.routes(), *me.routes(), *system.routes()]
+
+
+def _middleware(settings: BffSettings) -> list[Middleware]:
+    """Outermost first. Errors produced by an inner layer still pass through the
+    outer ones, so every response gets a request id, a metrics sample, security
+    headers and (for allowed origins) CORS headers."""
+    middleware = [
+        Middleware(ObserveMiddleware),
+        Middleware(
+            SecurityHeadersMiddleware, public_origin=settings.public_origin, https=settings.https
+        ),
+    ]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_credentials=True,
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                expose_headers=["Retry-After", "X-Request-ID"],
+                max_age=600,
+            )
+        )
+    middleware += [
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        Middleware(
+            OriginCheckMiddleware,
+            public_origin=settings.public_origin,
+            allowed_origins=settings.cors_origins,
+        ),
+        Middleware(
+            RateLimitMiddleware,
+            per_ip=settings.rate_limit_ip,
+            auth_per_ip=settings.rate_limit_auth_ip,
+            window=settings.rate_limit_window,
+            trusted_proxy_hops=settings.trusted_proxy_hops,
+        ),
+        Middleware(CatchAllMiddleware),
+    ]
+    return middleware
+
+
+def create_app(settings: BffSettings, *, limiter: RateLimiter | None = None) -> Starlette:
+    """The BFF. `limiter` overrides the rate limiter (embedded mode shares one);
+    by default it is Redis-backed when `redis_url` is set, in-process otherwise."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[Mapping[str, Any]]:
+        channel = create_channel(settings.auth_address)
+        redis = create_redis(settings.redis_url) if settings.redis_url else None
+        try:
+            chosen: RateLimiter
+            if limiter is not None:
+                chosen = limiter
+            elif redis is not None:
+                chosen = RedisRateLimiter(redis)
+            else:
+                chosen = InMemoryRateLimiter()
+            found = Backends(
+                auth=auth_pb2_grpc.AuthServiceStub(channel),
+                auth_health=channel.unary_unary(
+                    HEALTH_CHECK_METHOD,
+                    request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                    response_deserializer=health_pb2.HealthCheckResponse.FromString,
+                ),
+                verifier=TokenVerifier(GrpcJwksSource(channel, timeout=settings.backend_timeout)),
+                limiter=chosen,
+                redis=redis,
+            )
+            log.info(
+                "bff started",
+                auth=settings.auth_address,
+                redis=bool(redis),
+                public_url=settings.public_url,
+            )
+            yield {STATE_KEY: found}
+        finally:
+            await channel.close()
+            if redis is not None:
+                await redis.aclose()
+
+    app = Starlette(
+        routes=_routes(settings),
+        middleware=_middleware(settings),
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+    # Paths no route matches: the web UI (or a JSON 404 under /api). As the
+    # router's default (not a catch-all Mount) it leaves 405s for API routes intact.
+    app.router.default = web_app(settings.web_dir)
+    return app

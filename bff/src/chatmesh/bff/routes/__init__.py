@@ -1,0 +1,1 @@
+"""HTTP routes of the BFF, one module per area of the API."""

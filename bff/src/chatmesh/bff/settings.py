@@ -1,0 +1,104 @@
+"""Configuration of the BFF (`CHATMESH_*` environment variables)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from chatmesh.common.settings import ServiceSettings
+
+_KIB = 1024
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of a URL, lowercased, default ports dropped."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    port = parts.port
+    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+class BffSettings(ServiceSettings):
+    service_name: ClassVar[str] = "bff"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+
+    # Other origins (besides public_url) whose pages may call the API with
+    # credentials: CHATMESH_CORS_ORIGINS="https://a.example,https://b.example" or a JSON list.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Largest request body accepted, in bytes.
+    max_body_bytes: int = Field(default=64 * _KIB, ge=1)
+    # The web UI's static export; a placeholder page is served when it is missing.
+    web_dir: Path = Path("clients/web/out")
+    # "auto": Secure cookies (and HSTS) when public_url is https.
+    cookie_secure: bool | Literal["auto"] = "auto"
+    # How many reverse proxies in front of the BFF append to X-Forwarded-For.
+    # 0 trusts no header and uses the peer address.
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
+
+    # Requests allowed per `rate_limit_window` seconds; 0 disables a limit.
+    rate_limit_window: float = Field(default=60.0, gt=0)
+    # Every API call, per client address.
+    rate_limit_ip: int = Field(default=600, ge=0)
+    # /api/v1/auth/*, per client address (the auth service also throttles logins).
+    rate_limit_auth_ip: int = Field(default=30, ge=0)
+    # Authenticated calls, per user.
+    rate_limit_user: int = Field(default=600, ge=0)
+
+    # Deadline of each call to a backend service, in seconds.
+    backend_timeout: float = Field(default=5.0, gt=0, le=120)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                value = json.loads(text)
+            else:
+                value = [item for item in text.split(",") if item.strip()]
+        if isinstance(value, list):
+            origins = []
+            for item in value:
+                if not isinstance(item, str):
+                    raise ValueError("origins must be strings")
+                origin = origin_of(item)
+                if not origin.startswith(("http://", "https://")) or origin.endswith("//"):
+                    raise ValueError(f"not an http(s) origin: {item!r}")
+                origins.append(origin)
+            return origins
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http(s) URL")
+        return value
+
+    @property
+    def https(self) -> bool:
+        """Whether users reach the product over HTTPS."""
+        return urlsplit(self.public_url).scheme == "https"
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure == "auto":
+            return self.https
+        return self.cookie_secure
+
+    @property
+    def public_origin(self) -> str:
+        return origin_of(self.public_url)

@@ -1,0 +1,1 @@
+"""Presence: connection leases, published statuses, and their fan-out."""

@@ -318,14 +318,12 @@ def docker_ignored(path: str, text: str | None = None) -> bool:
     ignored = False
     for regex, negated in rules:
         if any(regex.match(prefix) for prefix in prefixes):
-            # An exception re-includes only what it matches itself (or below it).
-            if negated and not any(regex.match(p) for p in prefixes):
-                continue
             ignored = not negated
     return ignored
 
 
 @pytest.fixture(scope="session")
-def dockerignored() -> Callable[[str], bool]:
-    """`dockerignored(path)`: whether .dockerignore excludes a repository path."""
+def dockerignored() -> Callable[..., bool]:
+    """`dockerignored(path, text=None)`: whether .dockerignore (or `text`) excludes a
+    repository path from the build context."""
     return docker_ignored

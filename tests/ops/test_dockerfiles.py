@@ -283,19 +283,54 @@ def test_shape_check_catches_broken_samples(sample: str) -> None:
     assert any(expected in p for p in problems), problems
 
 
-def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
-    lines = [
-        line.strip()
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
+def dockerignore_problems(ignored: Callable[[str], bool]) -> list[str]:
+    problems = []
+    needed = ["pyproject.toml", "uv.lock", "clients/web/package.json", "clients/web/out/index.html"]
+    needed += [f"{member}/pyproject.toml" for member in workspace_members().values()]
+    for dockerfile in DOCKERFILES:
+        for line in logical_lines(dockerfile.read_text()):
+            match = re.match(r"COPY (?!--from)(\S+) ", line)
+            if match and match.group(1) != "." and "[" not in match.group(1):
+                needed.append(match.group(1).rstrip("/") + "/src/chatmesh/__init__.py")
+    problems += [f"{path} is kept out of the build context" for path in needed if ignored(path)]
+    unwanted = [
+        ".git/config",
+        ".venv/bin/python",
+        "k8s/overlays/dev/secrets.env",
+        ".env",
+        "services/auth/local.env",
+        "services/auth/tests/test_x.py",
+        "services/common/src/chatmesh/common/__pycache__/x.cpython-311.pyc",
+        "clients/web/node_modules/react/index.js",
+        ".chatmesh/auth.db",
+        "node_modules/.bin/buf",
     ]
-    assert lines[0] == "*", "the context should be an allow-list"
-    for included in ("!pyproject.toml", "!uv.lock", "!services/", "!bff/", "!clients/"):
-        assert included in lines
-    for excluded in ("**/tests/", "**/.venv/", "**/*.env", "clients/web/node_modules/"):
-        assert excluded in lines
-    for member in workspace_members().values():
-        top = member.split("/")[0]
-        assert f"!{top}/" in lines or f"!{member}/pyproject.toml" in lines, (
-            f"{member}/pyproject.toml must reach the context for `uv sync --locked`"
-        )
+    problems += [f"{path} reaches the build context" for path in unwanted if not ignored(path)]
+    return problems
+
+
+def test_dockerignore_keeps_the_context_small_and_secret_free(
+    dockerignored: Callable[..., bool],
+) -> None:
+    problems = dockerignore_problems(dockerignored)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda t: t.replace("**/*.env\n", ""), "services/auth/local.env reaches"),
+        (lambda t: t.replace("**/tests/\n", ""), "tests/test_x.py reaches"),
+        (lambda t: t.replace("!bff/\n", ""), "bff/pyproject.toml is kept out"),
+        (lambda t: t + "**/out/\n", "clients/web/out/index.html is kept out"),
+    ],
+    ids=["env-files", "tests", "bff-sources", "ui-export"],
+)
+def test_dockerignore_check_catches_broken_samples(
+    dockerignored: Callable[..., bool], edit: Callable[[str], str], expected: str
+) -> None:
+    text = (ROOT / ".dockerignore").read_text()
+    broken = edit(text)
+    assert broken != text
+    problems = dockerignore_problems(lambda path: dockerignored(path, broken))
+    assert any(expected in p for p in problems), problems

@@ -250,6 +250,23 @@ def test_tiltfile_paths_exist(recording: Recording) -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_tiltfile_syncs_only_what_reaches_the_build_context(
+    dockerignored: Callable[..., bool],
+) -> None:
+    """Tilt neither builds nor live-syncs files that .dockerignore excludes."""
+
+    def exists(path: str) -> bool:
+        return path.startswith("clients/web") or (ROOT / path).exists()
+
+    recording = evaluate(TILTFILE.read_text(), exists=exists)
+    paths = [str(step.args[0]) for step in recording.of("sync")]
+    for build in builds(recording).values():
+        paths += [str(p) for p in build.kwargs.get("only", [])]
+    assert paths
+    ignored = sorted({p for p in paths if dockerignored(p)})
+    assert not ignored, f"excluded by .dockerignore: {ignored}"
+
+
 def test_tiltfile_resources_match_the_dev_overlay(
     recording: Recording, dev_workloads: tuple[set[str], set[str]]
 ) -> None:

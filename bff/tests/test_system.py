@@ -47,7 +47,7 @@ async def test_readyz_follows_the_auth_service(sqlite_auth, start_bff):
         await sqlite_auth.server.stop()
         down = await client.get("/readyz")
         error = assert_error(down, 503, "not_ready")
-        assert error["details"]["checks"] == {"auth": "unavailable"}
+        assert error["details"]["checks"] == {"auth": "not_serving"}
 
 
 async def test_readyz_checks_redis_when_configured(sqlite_auth, start_bff, redis_url):

@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from grpc_health.v1 import health_pb2
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -35,8 +34,6 @@ from chatmesh.common.redis import create_redis
 from chatmesh.common.tokens import GrpcJwksSource, TokenVerifier
 
 log = get_logger("chatmesh.bff")
-
-HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check"
 
 
 def _routes(settings: BffSettings) -> list[BaseRoute]:
@@ -113,11 +110,7 @@ def create_app(settings: BffSettings, *, limiter: RateLimiter | None = None) -> 
                 chosen = InMemoryRateLimiter()
             found = Backends(
                 auth=auth_pb2_grpc.AuthServiceStub(channel),
-                auth_health=channel.unary_unary(
-                    HEALTH_CHECK_METHOD,
-                    request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-                    response_deserializer=health_pb2.HealthCheckResponse.FromString,
-                ),
+                auth_channel=channel,
                 verifier=TokenVerifier(GrpcJwksSource(channel, timeout=settings.backend_timeout)),
                 limiter=chosen,
                 redis=redis,

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import grpc
 import redis.asyncio as aioredis
-from grpc_health.v1 import health_pb2
 from starlette.types import Scope
 
 from chatmesh.auth.v1 import auth_pb2_grpc
@@ -16,15 +15,12 @@ from chatmesh.common.tokens import TokenVerifier
 
 STATE_KEY = "chatmesh.bff.backends"
 
-HealthCheck = grpc.aio.UnaryUnaryMultiCallable[
-    health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse
-]
-
 
 @dataclass(frozen=True, slots=True)
 class Backends:
     auth: auth_pb2_grpc.AuthServiceStub
-    auth_health: HealthCheck
+    # For health checks of the auth service.
+    auth_channel: grpc.aio.Channel
     verifier: TokenVerifier
     limiter: RateLimiter
     # None in embedded mode (no Redis configured).

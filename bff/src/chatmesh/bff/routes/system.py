@@ -7,7 +7,6 @@ from collections.abc import Awaitable
 
 import grpc
 import redis.asyncio as aioredis
-from grpc_health.v1 import health_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,8 +16,9 @@ from chatmesh.bff.errors import ApiError, error_response
 from chatmesh.bff.models import Health, Jwks
 from chatmesh.bff.openapi import ApiRoute, Operation, openapi_endpoint
 from chatmesh.bff.responses import model_response
-from chatmesh.bff.state import HealthCheck, backends
+from chatmesh.bff.state import backends
 from chatmesh.common.errors import ServiceError
+from chatmesh.common.grpc.health import is_serving
 from chatmesh.common.logging import get_logger
 
 log = get_logger("chatmesh.bff.system")
@@ -27,14 +27,9 @@ AUTH_SERVICE = "chatmesh.auth.v1.AuthService"
 TAG = "system"
 
 
-async def _grpc_check(check: HealthCheck, service: str, seconds: float) -> str:
-    try:
-        reply = await check(health_pb2.HealthCheckRequest(service=service), timeout=seconds)
-    except grpc.aio.AioRpcError as error:
-        return "unavailable" if error.code() != grpc.StatusCode.NOT_FOUND else "unknown_service"
-    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-        return "ok"
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status).lower()
+async def _grpc_check(channel: grpc.aio.Channel, service: str, seconds: float) -> str:
+    serving = await is_serving(channel, service, rpc_deadline=seconds)
+    return "ok" if serving else "not_serving"
 
 
 async def _redis_check(client: aioredis.Redis, seconds: float) -> str:
@@ -58,7 +53,7 @@ class SystemRoutes:
 
     async def readyz(self, request: Request) -> Response:
         found = backends(request.scope)
-        checks = {"auth": _grpc_check(found.auth_health, AUTH_SERVICE, self.check_timeout)}
+        checks = {"auth": _grpc_check(found.auth_channel, AUTH_SERVICE, self.check_timeout)}
         if found.redis is not None:
             checks["redis"] = _redis_check(found.redis, self.check_timeout)
         results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))

@@ -88,7 +88,10 @@ def test_dev_serves_ready_and_stops_cleanly(dev: DevProcess, sig: signal.Signals
 
 def test_dev_prints_the_verification_link_and_it_verifies(dev: DevProcess) -> None:
     wait_ready(dev)
-    with httpx.Client(base_url=dev.base_url, timeout=10) as client:
+    # A browser sends its Origin on writes; the BFF refuses cookie writes without one.
+    with httpx.Client(
+        base_url=dev.base_url, timeout=10, headers={"Origin": dev.base_url}
+    ) as client:
         created = client.post(
             "/api/v1/auth/register",
             json={

@@ -106,6 +106,8 @@ async def run_dev(settings: DevSettings) -> int:
                 port=settings.http_port,
                 log_config=None,
                 access_log=False,
+                # The BFF resolves client IPs from X-Forwarded-For itself (trusted hops).
+                proxy_headers=False,
                 lifespan="on",
                 ws="websockets-sansio",
             )

@@ -8,9 +8,16 @@ import signal
 import sys
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from chatmesh.auth.v1 import auth_pb2, auth_pb2_grpc
+from chatmesh.common.bus import RedisEventBus, stream_name, unpack
+from chatmesh.common.redis import create_redis
 from chatmesh.common.testing import free_port
+from chatmesh.events.v1 import auth_events_pb2 as ev
+from chatmesh.services.auth.app import serve
+from chatmesh.services.auth.settings import AuthSettings
 
 SERVICE = "chatmesh.auth.v1.AuthService"
 
@@ -85,3 +92,58 @@ async def test_runs_as_a_process_and_stops_cleanly_on_sigterm(tmp_path):
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_production_wiring_publishes_to_redis_streams(postgres_url, redis_url):
+    """With CHATMESH_REDIS_URL set, events go to the `events.auth` Redis stream and
+    throttling is shared through Redis."""
+    server = await serve(
+        AuthSettings(
+            database_url=postgres_url,
+            redis_url=redis_url,
+            grpc_port=0,
+            metrics_port=0,
+            login_account_limit=1,
+        )
+    )
+    client = create_redis(redis_url)
+    bus = RedisEventBus(client, block_ms=100)
+    received: list[ev.UserRegistered] = []
+    got_it = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def handle(event):
+        if (message := unpack(event, ev.UserRegistered)) is not None:
+            received.append(message)
+            got_it.set()
+
+    consumer = asyncio.create_task(
+        bus.consume(stream_name("auth"), "mail", "mail-1", handle, stop=stop)
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = auth_pb2_grpc.AuthServiceStub(channel)
+            response = await stub.Register(
+                auth_pb2.RegisterRequest(
+                    email="prod@example.com",
+                    username="prod",
+                    password="correct horse battery",
+                    display_name="Prod",
+                )
+            )
+            await asyncio.wait_for(got_it.wait(), timeout=10)
+            assert received[0].user_id == response.account.id
+
+            login = auth_pb2.LoginRequest(login="prod", password="wrong password 123")
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Login(login)
+            with pytest.raises(grpc.aio.AioRpcError) as limited:
+                await stub.Login(login)
+            assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert await client.keys("ratelimit:auth:login-account:*")
+    finally:
+        stop.set()
+        await consumer
+        await server.stop()
+        await bus.close()
+        await client.aclose()

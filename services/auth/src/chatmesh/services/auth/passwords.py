@@ -132,7 +132,8 @@ class PasswordHashing:
 
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
         self._hasher = hasher or PasswordHasher()
-        self._dummy_hash: str | None = None
+        # Made up front: creating it on the first unknown login would make that one slower.
+        self._dummy_hash = self._hasher.hash("dummy password for unknown users")
 
     async def hash(self, password: str) -> str:
         return await asyncio.to_thread(self._hasher.hash, normalize_password(password))
@@ -140,8 +141,6 @@ class PasswordHashing:
     async def verify(self, stored_hash: str | None, password: str) -> bool:
         """True if `password` matches; with no hash, burns the same time and fails."""
         if stored_hash is None:
-            if self._dummy_hash is None:
-                self._dummy_hash = await self.hash("dummy password for unknown users")
             await asyncio.to_thread(self._verify, self._dummy_hash, password)
             return False
         return await asyncio.to_thread(self._verify, stored_hash, password)

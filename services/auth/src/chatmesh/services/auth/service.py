@@ -282,7 +282,7 @@ class AuthService:
             stored_hash = found.password_hash if found else None
         # Keyed by account, so switching between email and username gains nothing;
         # unknown logins are throttled alike so throttling reveals nothing.
-        unknown = unicodedata.normalize("NFKC", login.strip()).lower()
+        unknown = unicodedata.normalize("NFKC", login.strip()).lower()[:320]
         account_key = f"auth:login-account:{account_id or 'unknown:' + unknown}"
         await self._throttle(account_key, self._settings.login_account_limit)
         # Unknown users are checked against a dummy hash: same time, same answer.

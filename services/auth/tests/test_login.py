@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from chatmesh.auth.v1 import auth_pb2
 from chatmesh.events.v1 import auth_events_pb2 as ev
+from chatmesh.services.auth.settings import AuthSettings
 
 PASSWORD = "correct horse battery"
 
@@ -141,7 +142,13 @@ async def test_rehashes_a_password_hashed_with_old_parameters(auth):
             )
         ).scalar_one()
     assert stored != weak
-    assert not PasswordHasher().check_needs_rehash(stored)
+    configured = AuthSettings()
+    current = PasswordHasher(
+        time_cost=configured.argon2_time_cost,
+        memory_cost=configured.argon2_memory_kib,
+        parallelism=configured.argon2_parallelism,
+    )
+    assert not current.check_needs_rehash(stored)
     assert (await auth.login("kim")).account.username == "kim"
 
 

@@ -10,6 +10,8 @@ import sys
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from chatmesh.auth.v1 import auth_pb2, auth_pb2_grpc
 from chatmesh.common.bus import RedisEventBus, stream_name, unpack
@@ -20,6 +22,7 @@ from chatmesh.services.auth.app import serve
 from chatmesh.services.auth.settings import AuthSettings
 
 SERVICE = "chatmesh.auth.v1.AuthService"
+AUTH_TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'auth'"
 
 
 async def _health(channel: grpc.aio.Channel, service: str = SERVICE) -> int:
@@ -147,3 +150,40 @@ async def test_production_wiring_publishes_to_redis_streams(postgres_url, redis_
         await server.stop()
         await bus.close()
         await client.aclose()
+
+
+async def test_migrate_subcommand_creates_the_auth_schema_and_exits(postgres_url):
+    env = {**os.environ, "CHATMESH_DATABASE_URL": postgres_url}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chatmesh.services.auth",
+        "migrate",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()
+
+    engine = create_async_engine(postgres_url)
+    try:
+        async with engine.connect() as connection:
+            tables = (await connection.execute(text(AUTH_TABLES))).scalars().all()
+    finally:
+        await engine.dispose()
+    assert {"accounts", "sessions", "refresh_tokens", "outbox", "alembic_version"} <= set(tables)
+
+
+async def test_unknown_subcommand_exits_2():
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chatmesh.services.auth",
+        "migrat",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 2
+    assert b"usage" in stderr

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+from argon2 import PasswordHasher
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 
@@ -85,7 +86,13 @@ class AuthService:
         self._keys = keys
         self._limiter = limiter
         self._settings = settings
-        self._passwords = passwords or PasswordHashing()
+        self._passwords = passwords or PasswordHashing(
+            PasswordHasher(
+                time_cost=settings.argon2_time_cost,
+                memory_cost=settings.argon2_memory_kib,
+                parallelism=settings.argon2_parallelism,
+            )
+        )
         self._clock = clock
         # Called after a commit that staged events, so the relay sends them at once.
         self._on_commit = on_commit

@@ -35,5 +35,12 @@ class AuthSettings(ServiceSettings):
     verification_resend_limit: int = Field(default=3, ge=1)
     mail_window_seconds: float = Field(default=3600, gt=0)
 
+    # argon2id cost. The default is OWASP's second recommended profile (19 MiB,
+    # 2 passes, 1 lane): ~20 ms a hash here, so logins are not CPU-bound at 2 cores;
+    # stored hashes with other parameters are upgraded at the next login.
+    argon2_memory_kib: int = Field(default=19 * 1024, ge=8 * 1024)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_parallelism: int = Field(default=1, ge=1)
+
     # A new signing key is made when the active one is older than this.
     signing_key_rotation_seconds: int = Field(default=30 * _DAY, ge=60)

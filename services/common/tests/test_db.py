@@ -216,3 +216,30 @@ async def test_plain_urls_get_the_async_driver(db_url: str) -> None:
         assert await item_names(db) == ["a"]
     finally:
         await db.close()
+
+
+async def test_reads_do_not_wait_for_a_writer_holding_the_lock(db: Database) -> None:
+    # A long write transaction (e.g. a slow migration step or bulk import) must
+    # not stall every request that only reads; reads see the last committed state.
+    async with db.transaction() as session:
+        session.add(Item(name="committed"))
+    writer_holds_lock = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_writer() -> None:
+        async with db.transaction() as session:
+            session.add(Item(name="pending"))
+            await session.flush()
+            writer_holds_lock.set()
+            await release.wait()
+
+    writer = asyncio.create_task(slow_writer())
+    await writer_holds_lock.wait()
+    try:
+        async with asyncio.timeout(2), db.read() as session:
+            names = sorted((await session.exec(select(Item.name))).all())
+        assert names == ["committed"]
+    finally:
+        release.set()
+        await writer
+    assert await item_names(db) == ["committed", "pending"]

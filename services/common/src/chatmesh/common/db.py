@@ -55,6 +55,10 @@ def is_sqlite_url(url: str | URL) -> bool:
     return async_url(url).get_backend_name() == "sqlite"
 
 
+# Execution option naming how a SQLite transaction begins (IMMEDIATE or DEFERRED).
+_SQLITE_BEGIN = "chatmesh_sqlite_begin"
+
+
 def make_engine(
     url: str | URL, *, schema: str, echo: bool = False, foreign_keys: bool = True
 ) -> AsyncEngine:
@@ -108,7 +112,10 @@ def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
     def _on_begin(connection: Connection) -> None:
         # Take the write lock up front: a deferred transaction that reads and then
         # writes can fail with SQLITE_BUSY without waiting for the busy timeout.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only transactions (Database.read) stay deferred so reads run in
+        # parallel with each other and with the writer (WAL).
+        mode = connection.get_execution_options().get(_SQLITE_BEGIN, "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 class Database:
@@ -119,6 +126,11 @@ class Database:
         self._engine = make_engine(url, schema=schema, echo=echo)
         self._sessions = async_sessionmaker(
             self._engine, class_=AsyncSession, expire_on_commit=False
+        )
+        self._read_sessions = async_sessionmaker(
+            self._engine.execution_options(**{_SQLITE_BEGIN: "DEFERRED"}),
+            class_=AsyncSession,
+            expire_on_commit=False,
         )
 
     @property
@@ -137,6 +149,13 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction: commits when the block ends, rolls back on error."""
         async with self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only: on SQLite it does not take the write lock, so
+        concurrent reads do not queue behind each other. Never write in it."""
+        async with self._read_sessions() as session, session.begin():
             yield session
 
     async def ping(self) -> None:

@@ -153,7 +153,7 @@ class AuthService:
         return signed_in
 
     async def get_account(self, claims: AccessClaims) -> AccountView:
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             await records.active_session(session, claims)
             account = await session.get(Account, claims.user_id)
             if account is None:

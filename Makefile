@@ -57,7 +57,7 @@ format:  ## apply ruff fixes and formatting
 	$(UV) run --frozen ruff format .
 
 typecheck:  ## mypy --strict over services, bff and cli
-	$(UV) run --frozen mypy services/common/src services/auth/src services/user/src services/chat/src bff/src cli/src
+	$(UV) run --frozen mypy services/common/src services/auth/src services/user/src services/chat/src services/mail/src bff/src cli/src
 
 pytest:  ## the test suite (real PostgreSQL and Redis)
 	$(UV) run --frozen pytest

@@ -1,0 +1,1 @@
+"""Mailchip: the ChatMesh email notification service."""

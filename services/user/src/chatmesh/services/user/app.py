@@ -145,6 +145,7 @@ async def serve(
             profiles=profiles,
             policy=presence_policy(settings),
             sweep_interval=settings.presence_sweep_interval_seconds,
+            max_concurrency=settings.presence_max_concurrency,
         )
         hub = PresenceHub(pubsub, tracker.snapshot)
         await hub.start()

@@ -33,6 +33,10 @@ class UserSettings(ServiceSettings):
     # Connected but without user activity for this long: AWAY.
     presence_away_after_seconds: float = Field(default=300.0, gt=0)
 
+    # Presence operations running at once per replica (each holds one Redis
+    # connection at a time); more wait their turn.
+    presence_max_concurrency: int = Field(default=32, ge=1, le=1000)
+
     # The consumer group this service reads `events.auth` with.
     event_consumer_group: str = "user"
 

@@ -27,11 +27,15 @@ _AVATAR_SCHEMES = ("http", "https")
 # Auth issues UUIDs; anything printable and short is accepted so ids stay opaque.
 _USER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
-# Code points that may appear in an emoji sequence besides pictographs (category So):
-# zero-width joiner, variation selectors, the keycap combiner, tag characters.
+# One emoji: a keycap ("1️⃣"), a flag (two regional indicators), or pictographs
+# joined by zero-width joiners, each optionally followed by a variation selector,
+# a skin tone modifier or tag characters (subdivision flags).
 _ZWJ = "\u200d"
-_EMOJI_JOINERS = {_ZWJ, "\ufe0e", "\ufe0f", "\u20e3"}
-_KEYCAP_BASES = set("0123456789#*")
+_KEYCAP = re.compile("[0-9#*]\ufe0f?\u20e3")
+_REGIONAL_INDICATORS = range(0x1F1E6, 0x1F200)
+_SKIN_TONES = range(0x1F3FB, 0x1F400)
+_TAGS = range(0xE0020, 0xE0080)
+_VARIATION_SELECTORS = ("\ufe0e", "\ufe0f")
 
 
 def _invalid(field: str, message: str) -> InvalidArgument:
@@ -104,9 +108,26 @@ def normalize_status_text(raw: str) -> str:
     return text
 
 
-def _is_pictograph(char: str) -> bool:
-    # So: pictographs, regional indicators; Sk covers the skin tone modifiers.
-    return unicodedata.category(char) in ("So", "Sk") and ord(char) > 0x7F
+def _is_modifier(char: str) -> bool:
+    code = ord(char)
+    return char in _VARIATION_SELECTORS or code in _SKIN_TONES or code in _TAGS
+
+
+def _is_single_emoji(text: str) -> bool:
+    if _KEYCAP.fullmatch(text):
+        return True
+    if len(text) == 2 and all(ord(char) in _REGIONAL_INDICATORS for char in text):
+        return True
+    for part in text.split(_ZWJ):
+        if not part:
+            return False
+        base, modifiers = part[0], part[1:]
+        pictograph = unicodedata.category(base) == "So" and ord(base) > 0x7F
+        if not pictograph or ord(base) in _REGIONAL_INDICATORS:
+            return False
+        if not all(_is_modifier(char) for char in modifiers):
+            return False
+    return True
 
 
 def normalize_status_emoji(raw: str) -> str:
@@ -114,19 +135,7 @@ def normalize_status_emoji(raw: str) -> str:
     emoji = raw.strip()
     if not emoji:
         return ""
-    keycap = "\u20e3" in emoji
-    valid = (
-        len(emoji) <= STATUS_EMOJI_MAX_LENGTH
-        and all(
-            _is_pictograph(char)
-            or char in _EMOJI_JOINERS
-            or (keycap and char in _KEYCAP_BASES)
-            or 0xE0020 <= ord(char) <= 0xE007F  # tag sequences (subdivision flags)
-            for char in emoji
-        )
-        and (keycap or any(_is_pictograph(char) for char in emoji))
-    )
-    if not valid:
+    if len(emoji) > STATUS_EMOJI_MAX_LENGTH or not _is_single_emoji(emoji):
         raise _invalid("status_emoji", "a status emoji is a single emoji")
     return emoji
 

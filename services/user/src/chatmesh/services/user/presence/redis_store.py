@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from chatmesh.common.errors import Unavailable
+from chatmesh.common.logging import get_logger
 from chatmesh.services.user.presence.store import (
     ConnectionConflictError,
     PresencePolicy,
@@ -176,6 +177,8 @@ return {changes, #expired + #due}
 
 SWEEP_BATCH = 1000
 
+log = get_logger(__name__)
+
 
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
@@ -228,8 +231,10 @@ class RedisPresenceStore:
         except ResponseError as error:
             if "CONNECTION_CONFLICT" in str(error):
                 raise ConnectionConflictError(str(args[6])) from None
+            log.error("presence_script_failed", error=repr(error))
             raise _unavailable() from error
         except (RedisError, OSError) as error:
+            log.warning("presence_store_unavailable", error=repr(error))
             raise _unavailable() from error
 
     async def open(

@@ -76,6 +76,7 @@ class PresenceTracker:
         profiles: ProfileService,
         policy: PresencePolicy,
         sweep_interval: float,
+        max_concurrency: int = 32,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -84,6 +85,10 @@ class PresenceTracker:
         self.policy = policy
         self._sweep_interval = sweep_interval
         self._clock = clock
+        # At most this many store operations (each with its broadcast) at once: a
+        # reconnect storm of BFF connections queues here instead of exhausting
+        # the shared Redis connection pool.
+        self._limit = asyncio.Semaphore(max_concurrency)
 
     @property
     def heartbeat_interval(self) -> float:
@@ -94,24 +99,25 @@ class PresenceTracker:
         """Register a connection; the user's presence afterwards."""
         check_connection_ids([connection_id], field="connection_id")
         check_instance_id(instance_id)
-        try:
-            changes = await self._store.open(
-                user_id=user_id,
-                connection_id=connection_id,
-                instance_id=instance_id,
-                now=self._clock(),
-                policy=self.policy,
-            )
-        except ConnectionConflictError:
-            raise InvalidArgument(
-                "this connection id is already in use",
-                code="connection_id_in_use",
-                details={"field": "connection_id"},
-            ) from None
-        metrics.PRESENCE_CONNECTIONS.labels("opened").inc()
-        await self._announce(changes)
-        mine = [change for change in changes if change.user_id == user_id]
-        return mine[-1] if mine else (await self._store.get([user_id]))[0]
+        async with self._limit:
+            try:
+                changes = await self._store.open(
+                    user_id=user_id,
+                    connection_id=connection_id,
+                    instance_id=instance_id,
+                    now=self._clock(),
+                    policy=self.policy,
+                )
+            except ConnectionConflictError:
+                raise InvalidArgument(
+                    "this connection id is already in use",
+                    code="connection_id_in_use",
+                    details={"field": "connection_id"},
+                ) from None
+            metrics.PRESENCE_CONNECTIONS.labels("opened").inc()
+            await self._announce(changes)
+            mine = [change for change in changes if change.user_id == user_id]
+            return mine[-1] if mine else (await self._store.get([user_id]))[0]
 
     async def heartbeat(
         self, *, instance_id: str, connection_ids: Sequence[str], active_ids: Sequence[str]
@@ -119,29 +125,33 @@ class PresenceTracker:
         """Extend leases; the ids that are not (or no longer) leases of `instance_id`."""
         check_instance_id(instance_id)
         ids = check_connection_ids(connection_ids)
-        active = [c for c in check_connection_ids(active_ids) if c in set(ids)]
-        changes, unknown = await self._store.heartbeat(
-            instance_id=instance_id,
-            connection_ids=ids,
-            active_ids=active,
-            now=self._clock(),
-            policy=self.policy,
-        )
-        await self._announce(changes)
+        known = set(ids)
+        active = [c for c in check_connection_ids(active_ids) if c in known]
+        async with self._limit:
+            changes, unknown = await self._store.heartbeat(
+                instance_id=instance_id,
+                connection_ids=ids,
+                active_ids=active,
+                now=self._clock(),
+                policy=self.policy,
+            )
+            await self._announce(changes)
         return unknown
 
     async def close(self, *, instance_id: str, connection_ids: Sequence[str]) -> None:
         check_instance_id(instance_id)
         ids = check_connection_ids(connection_ids)
-        changes = await self._store.close(
-            instance_id=instance_id, connection_ids=ids, now=self._clock(), policy=self.policy
-        )
-        metrics.PRESENCE_CONNECTIONS.labels("closed").inc(len(ids))
-        await self._announce(changes)
+        async with self._limit:
+            changes = await self._store.close(
+                instance_id=instance_id, connection_ids=ids, now=self._clock(), policy=self.policy
+            )
+            metrics.PRESENCE_CONNECTIONS.labels("closed").inc(len(ids))
+            await self._announce(changes)
 
     async def get(self, user_ids: Sequence[str]) -> list[PresenceState]:
         """Published presence; last-seen from the database once the store forgot it."""
-        states = await self._store.get(user_ids)
+        async with self._limit:
+            states = await self._store.get(user_ids)
         missing = [
             state.user_id
             for state in states
@@ -162,8 +172,9 @@ class PresenceTracker:
         return [to_proto(state) for state in await self.get(user_ids)]
 
     async def sweep(self) -> None:
-        changes = await self._store.sweep(now=self._clock(), policy=self.policy)
-        await self._announce(changes)
+        async with self._limit:
+            changes = await self._store.sweep(now=self._clock(), policy=self.policy)
+            await self._announce(changes)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep every `sweep_interval` until `stop` is set; errors are logged."""

@@ -27,8 +27,8 @@ def _ts(name: str, *, nullable: bool = False) -> sa.Column[datetime]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
-def _id(name: str, *, nullable: bool = False, **kwargs: bool) -> sa.Column[str]:
-    return sa.Column(name, sa.String(36), nullable=nullable, **kwargs)
+def _id(name: str, *, nullable: bool = False, primary_key: bool = False) -> sa.Column[str]:
+    return sa.Column(name, sa.String(36), nullable=nullable, primary_key=primary_key)
 
 
 def upgrade() -> None:

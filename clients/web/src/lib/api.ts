@@ -1,0 +1,134 @@
+// The REST client: same-origin cookies, JSON, the one error shape, and a single-flight
+// refresh when the access token has expired.
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+type Fetch = (input: string, init?: RequestInit) => Promise<Response>;
+
+export interface ApiClientOptions {
+  fetch?: Fetch;
+  base?: string;
+  /** Called when the session is gone for good (refresh failed). */
+  onSignedOut?: () => void;
+}
+
+async function toError(res: Response): Promise<ApiError> {
+  let body: unknown = null;
+  try {
+    body = await res.json();
+  } catch {
+    /* not JSON */
+  }
+  const e = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error;
+  if (e && typeof e.code === "string") {
+    return new ApiError(
+      res.status,
+      e.code,
+      typeof e.message === "string" ? e.message : e.code,
+      typeof e.details === "object" && e.details !== null ? (e.details as Record<string, unknown>) : {},
+    );
+  }
+  return new ApiError(res.status, res.status >= 500 ? "server_error" : "http_error", `Request failed (${res.status})`);
+}
+
+/** Codes the BFF uses for an access token that a refresh can fix. */
+const REFRESHABLE = new Set(["token_expired", "unauthenticated"]);
+
+export class ApiClient {
+  private readonly fetchImpl: Fetch;
+  private readonly base: string;
+  private refreshing: Promise<boolean> | null = null;
+  private readonly onSignedOut?: () => void;
+
+  constructor(opts: ApiClientOptions = {}) {
+    this.fetchImpl = opts.fetch ?? ((i, init) => fetch(i, init));
+    this.base = opts.base ?? "";
+    this.onSignedOut = opts.onSignedOut;
+  }
+
+  /** One refresh at a time: concurrent 401s wait for the same attempt. */
+  refresh(): Promise<boolean> {
+    if (!this.refreshing) {
+      this.refreshing = this.fetchImpl(`${this.base}/api/v1/auth/refresh`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: "{}",
+      })
+        .then((r) => r.ok)
+        .catch(() => false)
+        .finally(() => {
+          this.refreshing = null;
+        });
+    }
+    return this.refreshing;
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, opts: { retry?: boolean; signal?: AbortSignal } = {}): Promise<T> {
+    const init: RequestInit = {
+      method,
+      credentials: "same-origin",
+      headers: { Accept: "application/json", ...(body !== undefined ? { "Content-Type": "application/json" } : {}) },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+      signal: opts.signal,
+    };
+    let res = await this.fetchImpl(this.base + path, init);
+    if (res.status === 401 && opts.retry !== false && !path.startsWith("/api/v1/auth/")) {
+      const err = await toError(res.clone());
+      if (REFRESHABLE.has(err.code)) {
+        if (await this.refresh()) {
+          res = await this.fetchImpl(this.base + path, init);
+        } else {
+          this.onSignedOut?.();
+        }
+      }
+    }
+    if (!res.ok) throw await toError(res);
+    if (res.status === 204) return undefined as T;
+    const text = await res.text();
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  get<T>(path: string, signal?: AbortSignal) {
+    return this.request<T>("GET", path, undefined, { signal });
+  }
+  post<T>(path: string, body: unknown = {}) {
+    return this.request<T>("POST", path, body);
+  }
+  patch<T>(path: string, body: unknown) {
+    return this.request<T>("PATCH", path, body);
+  }
+  del<T>(path: string, body?: unknown) {
+    return this.request<T>("DELETE", path, body);
+  }
+}
+
+export const api = new ApiClient();
+
+export function errorText(e: unknown): string {
+  if (e instanceof ApiError) {
+    const reasons = e.details.reasons ?? e.details.errors;
+    if (Array.isArray(reasons) && reasons.length > 0) {
+      return `${e.message}: ${reasons.map((r) => (typeof r === "string" ? r : typeof r === "object" && r !== null && "message" in r ? String((r as { message: unknown }).message) : JSON.stringify(r))).join("; ")}`;
+    }
+    return e.message;
+  }
+  return "Something went wrong. Check your connection and try again.";
+}
+
+export const q = (params: Record<string, string | number | null | undefined>): string => {
+  const usp = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined && v !== "") usp.set(k, String(v));
+  const s = usp.toString();
+  return s ? `?${s}` : "";
+};

@@ -1,0 +1,17 @@
+"""Time as the service sees it: aware UTC, injectable so tests control it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; every value stored here is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -1,0 +1,342 @@
+"""The room event log (ARCHITECTURE §5): every change to a room gets the room's
+next seq in the transaction that makes the change, and a relay publishes the
+committed events to pub/sub (`room.<id>`, and `user.<id>` for membership
+changes) by reading the log, never from memory.
+
+A crash between commit and publish loses nothing: the event's row in
+`room_event_queue` is deleted only in the transaction that published it, so a
+restarted relay (or another replica's) publishes it then. Publishing can thus
+repeat an event; subscribers drop seqs they already have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy import and_, delete, func, or_, update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from chatmesh.chat.v1 import resources_pb2 as pb
+from chatmesh.common.db import Database
+from chatmesh.common.logging import get_logger
+from chatmesh.common.pubsub import PubSub
+from chatmesh.services.chat import models, views
+
+log = get_logger("chatmesh.chat.eventlog")
+
+PUBLISHED = Counter(
+    "chat_room_events_published_total", "Room events the relay published to pub/sub."
+)
+
+ROOM_CHANNEL_PREFIX = "room."
+USER_CHANNEL_PREFIX = "user."
+
+
+def room_channel(room_id: str) -> str:
+    return ROOM_CHANNEL_PREFIX + room_id
+
+
+def user_channel(user_id: str) -> str:
+    return USER_CHANNEL_PREFIX + user_id
+
+
+async def append(
+    session: AsyncSession,
+    room: models.Room,
+    event: pb.RoomEvent,
+    *,
+    now: datetime,
+    **room_values: Any,
+) -> models.RoomEventRow:
+    """Give `event` the room's next seq and store it (with its publish-queue row).
+
+    The seq comes from `UPDATE rooms SET last_seq = last_seq + 1 ... RETURNING`,
+    which also locks the room row until commit, so seqs are gapless and commit
+    in order. `room_values` are other room columns to set in the same statement;
+    `room` (the ORM row) is brought up to date without another write. Returns
+    the stored row: to put data that depends on the seq into the event, change
+    the event and call `restore(row, event)` before the transaction ends.
+    """
+    table = models.Room
+    statement = (
+        update(table)
+        .where(col(table.id) == room.id)
+        .values(last_seq=col(table.last_seq) + 1, **room_values)
+        .returning(col(table.last_seq))
+        # A plain SQL UPDATE: the ORM row is synchronised below, not reloaded.
+        .execution_options(synchronize_session=False)
+    )
+    seq = int((await session.exec(statement)).scalar_one())
+    set_committed_value(room, "last_seq", seq)
+    for name, value in room_values.items():
+        set_committed_value(room, name, value)
+    event.room_id = room.id
+    event.seq = seq
+    event.create_time.CopyFrom(views.timestamp(now))
+    row = models.RoomEventRow(
+        room_id=room.id, seq=seq, payload=stored(event).SerializeToString(), create_time=now
+    )
+    session.add(row)
+    session.add(models.PendingRoomEvent(room_id=room.id, seq=seq))
+    return row
+
+
+def restore(row: models.RoomEventRow, event: pb.RoomEvent) -> None:
+    """Store `event` (changed after `append`) in its log row again."""
+    row.payload = stored(event).SerializeToString()
+
+
+def _message_id(event: pb.RoomEvent) -> str:
+    kind = event.WhichOneof("payload")
+    if kind == "message_created":
+        return event.message_created.message.id
+    if kind == "message_updated":
+        return event.message_updated.message.id
+    if kind == "message_deleted":
+        return event.message_deleted.message_id
+    if kind == "reaction_updated":
+        return event.reaction_updated.message_id
+    return ""
+
+
+def stored(event: pb.RoomEvent) -> pb.RoomEvent:
+    """The event as the log keeps it: messages reduced to their id."""
+    stored = pb.RoomEvent()
+    stored.CopyFrom(event)
+    kind = stored.WhichOneof("payload")
+    message_id = _message_id(stored)
+    if kind == "message_created":
+        stored.message_created.message.Clear()
+        stored.message_created.message.id = message_id
+    elif kind == "message_updated":
+        stored.message_updated.message.Clear()
+        stored.message_updated.message.id = message_id
+    elif kind == "message_deleted":
+        stored.message_deleted.ClearField("message")
+    elif kind == "reaction_updated":
+        del stored.reaction_updated.reactions[:]
+    return stored
+
+
+async def load_messages(session: AsyncSession, ids: Iterable[str]) -> dict[str, pb.Message]:
+    """The messages (with reactions and mentions) as they are now, by id."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await session.exec(select(models.Message).where(col(models.Message.id).in_(wanted)))
+    messages = list(rows.all())
+    reactions = (
+        await session.exec(
+            select(models.Reaction)
+            .where(col(models.Reaction.message_id).in_(wanted))
+            .order_by(col(models.Reaction.create_time), col(models.Reaction.user_id))
+        )
+    ).all()
+    mentions = (
+        await session.exec(
+            select(models.Mention)
+            .where(col(models.Mention.message_id).in_(wanted))
+            .order_by(col(models.Mention.user_id))
+        )
+    ).all()
+    by_message: dict[str, list[models.Reaction]] = {}
+    for reaction in reactions:
+        by_message.setdefault(reaction.message_id, []).append(reaction)
+    mentioned: dict[str, list[str]] = {}
+    for mention in mentions:
+        mentioned.setdefault(mention.message_id, []).append(mention.user_id)
+    return {
+        row.id: views.message(
+            row, reaction_rows=by_message.get(row.id, ()), mention_ids=mentioned.get(row.id, ())
+        )
+        for row in messages
+    }
+
+
+async def hydrate(session: AsyncSession, rows: Sequence[models.RoomEventRow]) -> list[pb.RoomEvent]:
+    """Stored rows → events carrying their messages as they are now."""
+    events = [pb.RoomEvent.FromString(row.payload) for row in rows]
+    messages = await load_messages(session, filter(None, map(_message_id, events)))
+    for event in events:
+        message = messages.get(_message_id(event))
+        if message is None:
+            continue
+        kind = event.WhichOneof("payload")
+        if kind == "message_created":
+            event.message_created.message.CopyFrom(message)
+        elif kind == "message_updated":
+            event.message_updated.message.CopyFrom(message)
+        elif kind == "message_deleted":
+            event.message_deleted.message.CopyFrom(message)
+        elif kind == "reaction_updated":
+            event.reaction_updated.reactions.extend(message.reactions)
+    return events
+
+
+async def events_after(
+    session: AsyncSession, room_id: str, after_seq: int, limit: int
+) -> list[pb.RoomEvent]:
+    rows = (
+        await session.exec(
+            select(models.RoomEventRow)
+            .where(col(models.RoomEventRow.room_id) == room_id)
+            .where(col(models.RoomEventRow.seq) > after_seq)
+            .order_by(col(models.RoomEventRow.seq))
+            .limit(limit)
+        )
+    ).all()
+    return await hydrate(session, rows)
+
+
+def channels_for(event: pb.RoomEvent) -> list[str]:
+    """Where an event is published: its room, and for a membership change also
+    the user's own channel (so that a user added to a room hears of it)."""
+    channels = [room_channel(event.room_id)]
+    if event.WhichOneof("payload") == "member_changed":
+        channels.append(user_channel(event.member_changed.user_id))
+    return channels
+
+
+def _advisory_key() -> int:
+    digest = hashlib.sha256(b"chatmesh.chat.room_event_relay").digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+RELAY_LOCK_KEY = _advisory_key()
+
+
+class RoomEventRelay:
+    """Publishes committed room events, per room in seq order.
+
+    On PostgreSQL one replica at a time publishes (a transaction-scoped advisory
+    lock); the others find the lock taken and try again shortly, so an event
+    committed anywhere goes out within a few milliseconds of a wake-up.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        pubsub: PubSub,
+        *,
+        poll_interval: float = 0.25,
+        batch_size: int = 200,
+        busy_retry: float = 0.01,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self._db = db
+        self._pubsub = pubsub
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._busy_retry = busy_retry
+        self._max_backoff = max_backoff
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        """Nudge the relay right after a commit so events go out without poll delay."""
+        self._wakeup.set()
+
+    async def publish_pending(self) -> int | None:
+        """Publish everything pending; the count, or None if another relay holds the lock."""
+        total = 0
+        while True:
+            published = await self._publish_batch()
+            if published is None:
+                return None if total == 0 else total
+            total += published
+            if published < self._batch_size:
+                return total
+
+    async def _publish_batch(self) -> int | None:
+        async with self._db.transaction() as session:
+            if not self._db.is_sqlite:
+                locked = await session.exec(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY)))
+                if not locked.one():
+                    return None
+            pending = (
+                await session.exec(
+                    select(models.PendingRoomEvent)
+                    .order_by(
+                        col(models.PendingRoomEvent.room_id), col(models.PendingRoomEvent.seq)
+                    )
+                    .limit(self._batch_size)
+                )
+            ).all()
+            if not pending:
+                return 0
+            # Per room the pending seqs are a contiguous prefix of what is unpublished
+            # (seqs commit in order), so a range per room covers the batch.
+            ranges: dict[str, tuple[int, int]] = {}
+            for row in pending:
+                low, high = ranges.get(row.room_id, (row.seq, row.seq))
+                ranges[row.room_id] = (min(low, row.seq), max(high, row.seq))
+            log_table = models.RoomEventRow
+            rows = (
+                await session.exec(
+                    select(log_table)
+                    .where(
+                        or_(
+                            *(
+                                and_(
+                                    col(log_table.room_id) == room_id,
+                                    col(log_table.seq) >= low,
+                                    col(log_table.seq) <= high,
+                                )
+                                for room_id, (low, high) in ranges.items()
+                            )
+                        )
+                    )
+                    .order_by(col(log_table.room_id), col(log_table.seq))
+                )
+            ).all()
+            for event in await hydrate(session, rows):
+                data = event.SerializeToString()
+                for channel in channels_for(event):
+                    await self._pubsub.publish(channel, data)
+            queue = models.PendingRoomEvent
+            for room_id, (_low, high) in ranges.items():
+                await session.exec(
+                    delete(queue).where(col(queue.room_id) == room_id, col(queue.seq) <= high)
+                )
+            PUBLISHED.inc(len(rows))
+            return len(pending)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until `stop` is set; failures are logged and retried with backoff."""
+        failures = 0
+        while not stop.is_set():
+            self._wakeup.clear()
+            started = time.monotonic()
+            try:
+                published = await self.publish_pending()
+            except Exception as exc:
+                failures += 1
+                delay = min(self._max_backoff, 0.1 * 2 ** min(failures, 16))
+                log.warning("room_event_relay_failed", error=repr(exc), retry_in=delay)
+                await _wait_any(stop, within=delay)
+                continue
+            failures = 0
+            if published is None:
+                # Another replica is publishing; it may have read its batch before
+                # our commit, so look again soon rather than at the next poll.
+                await _wait_any(stop, within=self._busy_retry)
+                continue
+            if published and time.monotonic() - started < self._poll_interval:
+                continue
+            await _wait_any(stop, self._wakeup, within=self._poll_interval)
+
+
+async def _wait_any(*events: asyncio.Event, within: float) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

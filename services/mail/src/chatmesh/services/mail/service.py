@@ -1,0 +1,351 @@
+"""The mail service's rules: queueing an email (validation, rendering,
+idempotency, preferences, suppressions, rate limits), its status, the
+dead-letter queue, preferences and unsubscribe, and provider feedback."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from chatmesh.common.db import Database
+from chatmesh.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from chatmesh.common.logging import get_logger
+from chatmesh.common.ratelimit import RateLimiter
+from chatmesh.services.mail import models
+from chatmesh.services.mail.addresses import check_header_value, normalized, parse_address
+from chatmesh.services.mail.delivery import utcnow
+from chatmesh.services.mail.jobqueue import JobQueue
+from chatmesh.services.mail.models import DevMail, EmailRecord, Preferences, Suppression
+from chatmesh.services.mail.templates import (
+    MAX_VARIABLE_BYTES,
+    MISSED_MESSAGES,
+    OPTIONAL_CATEGORIES,
+    SECURITY,
+    WEEKLY_DIGEST,
+    TemplateRenderer,
+)
+from chatmesh.services.mail.unsubscribe import make_token, read_token
+
+log = get_logger(__name__)
+
+MAX_IDEMPOTENCY_KEY = 200
+MAX_PAGE_SIZE = 100
+PREFERENCE_FIELDS = ("security_alerts", "missed_messages", "weekly_digest", "digest_day")
+_CATEGORY_FIELD = {
+    SECURITY: "security_alerts",
+    MISSED_MESSAGES: "missed_messages",
+    WEEKLY_DIGEST: "weekly_digest",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    recipient: int
+    category: int
+    window: float
+
+
+@dataclass(frozen=True)
+class PreferenceValues:
+    security_alerts: bool = True
+    missed_messages: bool = True
+    weekly_digest: bool = True
+    digest_day: int = 1
+
+
+class MailService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        queue: JobQueue,
+        limiter: RateLimiter,
+        renderer: TemplateRenderer,
+        limits: Limits,
+        unsubscribe_secret: str,
+        unsubscribe_url: str,
+        requeue_after: float,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._db = db
+        self._queue = queue
+        self._limiter = limiter
+        self._renderer = renderer
+        self._limits = limits
+        self._secret = unsubscribe_secret
+        self._unsubscribe_url = unsubscribe_url
+        self._requeue_after = timedelta(seconds=requeue_after)
+        self._clock = clock
+
+    # --- queueing ------------------------------------------------------------------------
+
+    async def send_email(
+        self,
+        *,
+        template_id: str,
+        recipient: str,
+        variables: Mapping[str, Any],
+        idempotency_key: str = "",
+        user_id: str = "",
+    ) -> tuple[EmailRecord, bool]:
+        """Queue one email; (email, False) when `idempotency_key` was used before."""
+        if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+            raise InvalidArgument("idempotency_key is too long", code="invalid_idempotency_key")
+        check_header_value(idempotency_key, field="idempotency_key")
+        check_header_value(user_id, field="user_id")
+        if len(user_id) > 64:
+            raise InvalidArgument("user_id is too long", code="invalid_user_id")
+        address = parse_address(recipient)
+        size = len(json.dumps(variables, default=str).encode())
+        if size > MAX_VARIABLE_BYTES:
+            raise InvalidArgument(
+                f"variables exceed {MAX_VARIABLE_BYTES} bytes", code="variables_too_large"
+            )
+        key = idempotency_key or f"auto:{uuid.uuid4()}"
+        existing = await self._by_key(key)
+        if existing is not None:
+            return existing, False
+
+        spec_category = self._renderer.category_of(template_id)
+        unsubscribe = ""
+        if user_id and spec_category in OPTIONAL_CATEGORIES:
+            token = make_token(self._secret, user_id, spec_category)
+            unsubscribe = f"{self._unsubscribe_url}?token={token}"
+        rendered = self._renderer.render(template_id, dict(variables), unsubscribe_url=unsubscribe)
+        headers: dict[str, str] = {"X-ChatMesh-Category": rendered.category}
+        if unsubscribe:
+            # RFC 2369 + RFC 8058 one-click: mail clients POST to the URL.
+            headers["List-Unsubscribe"] = f"<{unsubscribe}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+
+        state, reason = await self._gate(
+            address_key=normalized(address), user_id=user_id, category=rendered.category
+        )
+        now = self._clock()
+        email = EmailRecord(
+            id=str(uuid.uuid4()),
+            idempotency_key=key,
+            template_id=template_id,
+            category=rendered.category,
+            recipient=str(address),
+            user_id=user_id,
+            subject=rendered.subject,
+            text_body=rendered.text,
+            html_body=rendered.html,
+            headers=json.dumps(headers),
+            state=state,
+            last_error=reason,
+            create_time=now,
+            update_time=now,
+            due_time=now + self._requeue_after if state == models.QUEUED else None,
+        )
+        try:
+            async with self._db.transaction() as session:
+                session.add(email)
+        except IntegrityError:
+            # The same key raced in from another request: that one wins.
+            winner = await self._by_key(key)
+            if winner is None:
+                raise
+            return winner, False
+        if state == models.QUEUED:
+            try:
+                await self._queue.publish([email.id])
+            except Exception:
+                # Stored with a due time: the sweep publishes it when the queue is back.
+                log.warning("mail_publish_failed", email_id=email.id, exc_info=True)
+        return email, True
+
+    async def _gate(self, *, address_key: str, user_id: str, category: str) -> tuple[str, str]:
+        """(state, reason): QUEUED, or why the email is recorded but not sent."""
+        if user_id and category in _CATEGORY_FIELD:
+            prefs = await self.preferences(user_id)
+            if not getattr(prefs, _CATEGORY_FIELD[category]):
+                return models.SUPPRESSED, "opted out"
+        async with self._db.read() as session:
+            if await session.get(Suppression, address_key) is not None:
+                return models.SUPPRESSED, "address undeliverable"
+        limits = self._limits
+        per_category = await self._limiter.hit(
+            f"mail:{category}:{address_key}", limit=limits.category, window=limits.window
+        )
+        if not per_category.allowed:
+            return models.RATE_LIMITED, f"too many {category} emails to this address"
+        per_recipient = await self._limiter.hit(
+            f"mail:all:{address_key}", limit=limits.recipient, window=limits.window
+        )
+        if not per_recipient.allowed:
+            return models.RATE_LIMITED, "too many emails to this address"
+        return models.QUEUED, ""
+
+    async def _by_key(self, key: str) -> EmailRecord | None:
+        async with self._db.read() as session:
+            query = select(EmailRecord).where(col(EmailRecord.idempotency_key) == key)
+            return (await session.exec(query)).first()
+
+    # --- status and dead letters ---------------------------------------------------------
+
+    async def get_email(self, email_id: str) -> EmailRecord:
+        async with self._db.read() as session:
+            email = await session.get(EmailRecord, email_id) if _is_uuid(email_id) else None
+        if email is None:
+            raise NotFound("no such email", code="email_not_found")
+        return email
+
+    async def list_dead_letters(
+        self, *, page_size: int, page_token: str
+    ) -> tuple[list[EmailRecord], str]:
+        size = min(max(page_size or 50, 1), MAX_PAGE_SIZE)
+        offset = 0
+        if page_token:
+            try:
+                offset = int(page_token)
+            except ValueError:
+                raise InvalidArgument("invalid page_token", code="invalid_page_token") from None
+            if offset < 0:
+                raise InvalidArgument("invalid page_token", code="invalid_page_token")
+        async with self._db.read() as session:
+            query = (
+                select(EmailRecord)
+                .where(col(EmailRecord.state) == models.DEAD)
+                .order_by(col(EmailRecord.update_time).desc(), col(EmailRecord.id))
+                .offset(offset)
+                .limit(size + 1)
+            )
+            rows = list((await session.exec(query)).all())
+        next_token = str(offset + size) if len(rows) > size else ""
+        return rows[:size], next_token
+
+    async def replay_dead_letter(self, email_id: str) -> EmailRecord:
+        now = self._clock()
+        await self.get_email(email_id)
+        async with self._db.transaction() as session:
+            result = await session.exec(
+                update(EmailRecord)
+                .where(col(EmailRecord.id) == email_id)
+                .where(col(EmailRecord.state) == models.DEAD)
+                .values(
+                    state=models.QUEUED,
+                    attempts=0,
+                    update_time=now,
+                    due_time=now + self._requeue_after,
+                    claim_time=None,
+                )
+            )
+            if result.rowcount != 1:
+                raise FailedPrecondition(
+                    "the email is not in the dead-letter queue", code="not_dead_lettered"
+                )
+        await self._queue.publish([email_id])
+        return await self.get_email(email_id)
+
+    # --- preferences and unsubscribe -----------------------------------------------------
+
+    async def preferences(self, user_id: str) -> PreferenceValues:
+        async with self._db.read() as session:
+            row = await session.get(Preferences, user_id)
+        if row is None:
+            return PreferenceValues()
+        return PreferenceValues(
+            row.security_alerts, row.missed_messages, row.weekly_digest, row.digest_day
+        )
+
+    async def update_preferences(
+        self, user_id: str, values: PreferenceValues, fields: list[str]
+    ) -> PreferenceValues:
+        unknown = [name for name in fields if name not in PREFERENCE_FIELDS]
+        if unknown:
+            raise InvalidArgument(
+                "unknown preference fields: " + ", ".join(unknown),
+                code="invalid_update_mask",
+                details={"unknown": unknown},
+            )
+        fields = fields or list(PREFERENCE_FIELDS)
+        if "digest_day" in fields and not 1 <= values.digest_day <= 7:
+            raise InvalidArgument(
+                "digest_day must be 1 (Monday) to 7 (Sunday)", code="invalid_digest_day"
+            )
+        async with self._db.transaction() as session:
+            row = await session.get(Preferences, user_id)
+            if row is None:
+                row = Preferences(user_id=user_id, update_time=self._clock())
+            for name in fields:
+                setattr(row, name, getattr(values, name))
+            row.update_time = self._clock()
+            session.add(row)
+        return await self.preferences(user_id)
+
+    async def unsubscribe(self, token: str) -> tuple[str, str]:
+        """Turn off the category a signed link names; (user_id, category)."""
+        found = read_token(self._secret, token)
+        if found is None or found[1] not in _CATEGORY_FIELD:
+            raise InvalidArgument("the unsubscribe link is invalid", code="invalid_token")
+        user_id, category = found
+        values = PreferenceValues(
+            **{
+                name: False
+                for name in ("security_alerts", "missed_messages", "weekly_digest")
+                if name == _CATEGORY_FIELD[category]
+            }
+        )
+        await self.update_preferences(user_id, values, [_CATEGORY_FIELD[category]])
+        return user_id, category
+
+    # --- provider feedback ---------------------------------------------------------------
+
+    async def mark_undeliverable(
+        self, address: str, reason: str, *, email_id: str = "", provider_message_id: str = ""
+    ) -> None:
+        """A bounce or spam report: never mail this address again (until removed)."""
+        try:
+            key = normalized(parse_address(address))
+        except InvalidArgument:
+            log.warning("mail_feedback_bad_address", reason=reason)
+            return
+        now = self._clock()
+        async with self._db.transaction() as session:
+            if await session.get(Suppression, key) is None:
+                session.add(Suppression(address=key, reason=reason[:32], create_time=now))
+        await self._set_state(models.BOUNCED, email_id, provider_message_id)
+        log.info("mail_address_suppressed", reason=reason)
+
+    async def mark_delivered(self, *, email_id: str = "", provider_message_id: str = "") -> None:
+        await self._set_state(models.DELIVERED, email_id, provider_message_id, only_from_sent=True)
+
+    async def _set_state(
+        self, state: str, email_id: str, provider_message_id: str, *, only_from_sent: bool = False
+    ) -> None:
+        if email_id and _is_uuid(email_id):
+            where = col(EmailRecord.id) == email_id
+        elif provider_message_id:
+            where = col(EmailRecord.provider_message_id) == provider_message_id[:200]
+        else:
+            return
+        statement = update(EmailRecord).where(where).values(state=state, update_time=self._clock())
+        if only_from_sent:
+            statement = statement.where(col(EmailRecord.state) == models.SENT)
+        async with self._db.transaction() as session:
+            await session.exec(statement)
+
+    # --- dev mailbox ---------------------------------------------------------------------
+
+    async def dev_mailbox(self, *, limit: int = 50) -> list[DevMail]:
+        async with self._db.read() as session:
+            query = select(DevMail).order_by(col(DevMail.create_time).desc()).limit(limit)
+            return list((await session.exec(query)).all())
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,116 @@
+"""Configuration of the mail service (`CHATMESH_*` environment variables).
+
+The provider's own settings are checked here, so a misconfigured provider stops
+start-up with one line naming the variable (exit code 2), not at the first send.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Self
+
+from pydantic import Field, model_validator
+
+from chatmesh.common.settings import ServiceSettings
+from chatmesh.services.mail.webhooks import load_sendgrid_key
+
+# The Postgres schema that holds the mail tables (ignored on SQLite).
+DB_SCHEMA = "mail"
+
+Provider = Literal["dev", "smtp", "sendgrid", "ses"]
+
+
+class MailSettings(ServiceSettings):
+    service_name: ClassVar[str] = "mail"
+
+    grpc_port: int = Field(default=50054, ge=0, le=65535)
+    metrics_port: int = Field(default=9104, ge=0, le=65535)
+    # The REST API (POST /v1/emails, provider webhooks, /dev/mail); 0 disables it.
+    rest_host: str = "127.0.0.1"
+    rest_port: int = Field(default=8025, ge=0, le=65535)
+
+    provider: Provider = "dev"
+    mail_from: str = "ChatMesh <no-reply@chatmesh.local>"
+    # Print each dev-mailbox message to the console (embedded mode).
+    dev_mail_console: bool = True
+
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = True
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    sendgrid_api_key: str = ""
+    sendgrid_base_url: str = "https://api.sendgrid.com"
+    # Base64 DER (SubjectPublicKeyInfo) ECDSA key from the Event Webhook settings.
+    sendgrid_webhook_public_key: str = ""
+
+    ses_region: str = ""
+    # Empty means the AWS endpoint of the region.
+    ses_endpoint_url: str = ""
+    ses_access_key_id: str = ""
+    ses_secret_access_key: str = ""
+    # SNS subscription URLs carry this token (?token=…); empty disables the hook.
+    ses_webhook_token: str = ""
+
+    # Callers of POST /v1/emails send one of these (comma separated) as a Bearer token.
+    api_keys: str = ""
+    # Signs one-click unsubscribe links.
+    unsubscribe_secret: str = "dev-unsubscribe-secret-change-me"  # noqa: S105
+    # Where unsubscribe links point (the BFF forwards them); empty: {public_url}/unsubscribe.
+    unsubscribe_url: str = ""
+    # Comma-separated operator addresses for system alerts.
+    operator_emails: str = ""
+
+    # Queue: delivery attempts, backoff between them, and reclaiming.
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=600.0, gt=0)
+    # A job a worker holds this long without finishing is taken over by another.
+    claim_idle_seconds: float = Field(default=60.0, gt=0)
+    # A queued job nobody picked up is published again after this long (survives
+    # a Redis that lost its data).
+    requeue_after_seconds: float = Field(default=30.0, gt=0)
+    # How often the database is checked for due retries and forgotten jobs.
+    sweep_interval_seconds: float = Field(default=0.5, gt=0)
+    worker_concurrency: int = Field(default=32, ge=1, le=1000)
+
+    # Rate limits: per recipient (all mail) and per recipient and category.
+    recipient_limit: int = Field(default=30, ge=1)
+    category_limit: int = Field(default=10, ge=1)
+    rate_window_seconds: float = Field(default=3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _provider_configured(self) -> Self:
+        missing: list[str] = []
+        if self.provider == "smtp" and not self.smtp_host:
+            missing.append("CHATMESH_SMTP_HOST")
+        if self.provider == "smtp" and bool(self.smtp_username) != bool(self.smtp_password):
+            missing.append("CHATMESH_SMTP_USERNAME and CHATMESH_SMTP_PASSWORD (both or neither)")
+        if self.provider == "sendgrid" and not self.sendgrid_api_key:
+            missing.append("CHATMESH_SENDGRID_API_KEY")
+        if self.provider == "ses":
+            if not self.ses_region:
+                missing.append("CHATMESH_SES_REGION")
+            if bool(self.ses_access_key_id) != bool(self.ses_secret_access_key):
+                missing.append(
+                    "CHATMESH_SES_ACCESS_KEY_ID and CHATMESH_SES_SECRET_ACCESS_KEY"
+                    " (both or neither)"
+                )
+        if self.sendgrid_webhook_public_key:
+            try:
+                load_sendgrid_key(self.sendgrid_webhook_public_key)
+            except ValueError as exc:
+                raise ValueError(f"CHATMESH_SENDGRID_WEBHOOK_PUBLIC_KEY: {exc}") from None
+        if missing:
+            raise ValueError(f"provider {self.provider!r} needs " + ", ".join(missing))
+        return self
+
+    def api_key_list(self) -> list[str]:
+        return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+    def operator_list(self) -> list[str]:
+        return [addr.strip() for addr in self.operator_emails.split(",") if addr.strip()]
+
+    def resolved_unsubscribe_url(self) -> str:
+        return self.unsubscribe_url or self.public_url.rstrip("/") + "/unsubscribe"

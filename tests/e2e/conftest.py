@@ -1,0 +1,199 @@
+"""Browser end-to-end tests: the real mesh (`python -m chatmesh.cli dev` in a
+subprocess, SQLite in a temp dir) serving the built web UI, driven by Debian's
+Chromium through Playwright. Nothing is mocked.
+
+Needs: the UI built in clients/web/out (built here with npm when missing) and
+/usr/bin/chromium (`apt-get install chromium`). Playwright's own browser download
+is never used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from chatmesh.common.testing import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB = ROOT / "clients" / "web"
+WEB_OUT = WEB / "out"
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+CHROMIUM = os.environ.get("CHATMESH_E2E_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+START_TIMEOUT = 60.0
+MAIL_LINE = re.compile(r"\[dev mail\] to (?P<email>\S+): (?P<subject>[^:]+): (?P<body>\S+)")
+
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 360, "height": 740}
+
+
+def _ensure_web_build() -> Path:
+    if (WEB_OUT / "index.html").is_file():
+        return WEB_OUT
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail(
+            f"the web UI is not built ({WEB_OUT} is missing) and npm is not installed: "
+            "run `make web` (cd clients/web && npm ci && npm run build) first"
+        )
+    for cmd in ([npm, "ci", "--no-audit", "--no-fund"], [npm, "run", "build"]):
+        done = subprocess.run(cmd, cwd=WEB, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            pytest.fail(f"building the web UI failed ({' '.join(cmd)}):\n{done.stdout}\n{done.stderr}")
+    if not (WEB_OUT / "index.html").is_file():
+        pytest.fail(f"`npm run build` did not produce {WEB_OUT}/index.html")
+    return WEB_OUT
+
+
+@dataclass
+class Mesh:
+    proc: subprocess.Popen[str]
+    base_url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def mail(self, email: str, subject: str, timeout: float = 15.0) -> str:
+        """The link the console mailer printed for `email` (the latest one)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [
+                m["body"]
+                for m in MAIL_LINE.finditer(self.output())
+                if m["email"] == email and m["subject"] == subject
+            ]
+            if found:
+                return found[-1]
+            time.sleep(0.1)
+        pytest.fail(f"no '{subject}' mail for {email} in the dev output:\n{self.output()[-4000:]}")
+
+
+def _wait_ready(mesh: Mesh) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if mesh.proc.poll() is not None:
+            pytest.fail(f"chatmesh dev exited early ({mesh.proc.returncode}):\n{mesh.output()}")
+        try:
+            if httpx.get(f"{mesh.base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"chatmesh dev not ready after {START_TIMEOUT}s:\n{mesh.output()}")
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    web_dir = _ensure_web_build()
+    tmp = tmp_path_factory.mktemp("e2e-mesh")
+    http_port = free_port()
+    env = {
+        **os.environ,
+        "CHATMESH_DEV_HTTP_PORT": str(http_port),
+        "CHATMESH_DEV_AUTH_PORT": str(free_port()),
+        "CHATMESH_DEV_DATA_DIR": str(tmp / "data"),
+        "CHATMESH_DEV_WEB_DIR": str(web_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    # Ports of services that may exist by now (ignored by older `chatmesh dev`s).
+    for name in ("USER", "CHAT", "MAIL", "AI"):
+        env.setdefault(f"CHATMESH_DEV_{name}_PORT", str(free_port()))
+    log = tmp / "dev.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "chatmesh.cli", "dev"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+        )
+    mesh = Mesh(proc, f"http://127.0.0.1:{http_port}", log)
+    try:
+        _wait_ready(mesh)
+        yield mesh
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Contexts:
+    """Browser contexts for one test (one per simulated person); closed afterwards."""
+
+    def __init__(self, browser: Browser, base_url: str) -> None:
+        self.browser = browser
+        self.base_url = base_url
+        self.opened: list[BrowserContext] = []
+
+    def new_page(self, *, viewport: dict[str, int] | None = None, dark: bool = False) -> Page:
+        ctx = self.browser.new_context(
+            base_url=self.base_url,
+            viewport=viewport or DESKTOP,  # type: ignore[arg-type]
+            color_scheme="dark" if dark else "light",
+        )
+        ctx.set_default_timeout(15_000)
+        self.opened.append(ctx)
+        page = ctx.new_page()
+        page.on("pageerror", lambda e: _page_errors.append(str(e)))
+        return page
+
+
+_page_errors: list[str] = []
+
+
+@pytest.fixture
+def contexts(browser: Browser, mesh: Mesh, request: pytest.FixtureRequest) -> Iterator[Contexts]:
+    _page_errors.clear()
+    c = Contexts(browser, mesh.base_url)
+    try:
+        yield c
+        assert _page_errors == [], f"uncaught errors in the page: {_page_errors}"
+    finally:
+        # The final state of every page, whatever happened.
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for i, ctx in enumerate(c.opened):
+            for j, page in enumerate(ctx.pages):
+                suffix = "" if (i, j) == (0, 0) else f"-{i}{j}"
+                page.screenshot(path=ARTIFACTS / f"{request.node.name}{suffix}.png", full_page=True)
+        for ctx in c.opened:
+            ctx.close()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=False)

@@ -224,6 +224,19 @@ async def test_room_events_after_a_seq_are_exactly_the_missed_changes(chat):
             break
     assert paged == list(range(1, replay.latest_seq + 1))
 
+    # The deleted message's text is gone from every event of it, not just hidden.
+    everything = await chat.stub.ListRoomEvents(
+        api.ListRoomEventsRequest(room_id=room.id, after_seq=0), metadata=bob.md
+    )
+    (original,) = [
+        e
+        for e in everything.events
+        if e.HasField("message_created") and e.message_created.message.id == sent[1].id
+    ]
+    assert original.message_created.message.body == ""
+    assert original.message_created.message.HasField("delete_time")
+    assert "message 1" not in str(everything)
+
     for after_seq in (-1, replay.latest_seq + 1):
         failed = await chat.failure(
             chat.stub.ListRoomEvents(

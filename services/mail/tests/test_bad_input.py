@@ -114,10 +114,12 @@ async def test_rest_api_requires_key_and_limits_body(db_url: str, kit: Any) -> N
         again = await mail.http.post(
             "/v1/emails", json={**body, "idempotency_key": "rest-1"}, headers=auth
         )
-        assert again.status_code == 200 and again.json()["email"]["id"] == email_id
+        assert again.status_code == 200
+        assert again.json()["email"]["id"] == email_id
         await mail.wait_state(email_id, mail_pb2.EMAIL_STATE_SENT)
         status = await mail.http.get(f"/v1/emails/{email_id}", headers=auth)
         assert status.json()["email"]["state"] == "sent"
         box = (await mail.http.get("/dev/mail")).json()["messages"]
         assert [m["email_id"] for m in box] == [email_id]
-        assert box[0]["subject"] == "[INFO] t" and "m" in box[0]["text"]
+        assert box[0]["subject"] == "[INFO] t"
+        assert "m" in box[0]["text"]

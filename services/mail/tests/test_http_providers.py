@@ -42,7 +42,7 @@ def fake_api() -> Iterator[FakeApi]:
     api = FakeApi(url="")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
             api.requests.append(
@@ -58,7 +58,7 @@ def fake_api() -> Iterator[FakeApi]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -111,7 +111,8 @@ async def test_sendgrid_client_error_is_permanent(db_url: str, fake_api: FakeApi
     async with kit.start(settings) as mail:
         sent = await mail.send("new_device_login", "d@example.com", VARS)
         dead = await mail.wait_state(sent.email.id, mail_pb2.EMAIL_STATE_DEAD)
-    assert dead.attempts == 1 and "sendgrid 400" in dead.last_error
+    assert dead.attempts == 1
+    assert "sendgrid 400" in dead.last_error
     assert len(fake_api.requests) == 1
 
 

@@ -46,7 +46,8 @@ async def test_permanent_error_dead_letters_and_replay_sends(
     async with kit.start(kit.smtp_settings(db_url, smtp_sink)) as mail:
         sent = await mail.send("system_alert", "ops@example.com", ALERT)
         dead = await mail.wait_state(sent.email.id, mail_pb2.EMAIL_STATE_DEAD)
-        assert dead.attempts == 1 and dead.last_error.startswith("smtp 550")
+        assert dead.attempts == 1
+        assert dead.last_error.startswith("smtp 550")
         listed = await mail.stub.ListDeadLetters(mail_pb2.ListDeadLettersRequest(page_size=10))
         assert [e.id for e in listed.emails] == [sent.email.id]
         assert smtp_sink.handler.count() == 0
@@ -70,13 +71,12 @@ async def test_attempts_exhausted_dead_letters(db_url: str, smtp_sink: Any, kit:
     async with kit.start(settings) as mail:
         sent = await mail.send("system_alert", "ops@example.com", ALERT)
         dead = await mail.wait_state(sent.email.id, mail_pb2.EMAIL_STATE_DEAD)
-    assert dead.attempts == 3 and "451" in dead.last_error
+    assert dead.attempts == 3
+    assert "451" in dead.last_error
     assert len(smtp_sink.handler.attempts) == 3
 
 
-async def test_duplicate_idempotency_keys_send_once(
-    db_url: str, smtp_sink: Any, kit: Any
-) -> None:
+async def test_duplicate_idempotency_keys_send_once(db_url: str, smtp_sink: Any, kit: Any) -> None:
     async with kit.start(kit.smtp_settings(db_url, smtp_sink)) as mail:
         results = await asyncio.gather(
             *(mail.send("system_alert", "ops@example.com", ALERT, key="alert-42") for _ in range(8))
@@ -86,7 +86,8 @@ async def test_duplicate_idempotency_keys_send_once(
         assert sum(r.created for r in results) == 1
         await mail.wait_state(ids.pop(), mail_pb2.EMAIL_STATE_SENT)
         again = await mail.send("system_alert", "ops@example.com", ALERT, key="alert-42")
-        assert not again.created and again.email.state == mail_pb2.EMAIL_STATE_SENT
+        assert not again.created
+        assert again.email.state == mail_pb2.EMAIL_STATE_SENT
         await asyncio.sleep(0.5)
     assert smtp_sink.handler.count() == 1
 
@@ -109,9 +110,7 @@ async def test_redis_stream_duplicate_jobs_send_once(
     assert smtp_sink.handler.count() == 1
 
 
-async def test_rate_limit_per_recipient_and_category(
-    db_url: str, smtp_sink: Any, kit: Any
-) -> None:
+async def test_rate_limit_per_recipient_and_category(db_url: str, smtp_sink: Any, kit: Any) -> None:
     settings = kit.smtp_settings(db_url, smtp_sink, category_limit=2, recipient_limit=3)
     vars_ = {"display_name": "Flo"}
     async with kit.start(settings) as mail:

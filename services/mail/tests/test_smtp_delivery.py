@@ -36,18 +36,21 @@ async def test_verification_email_arrives_with_both_parts_headers_and_link(
     assert message.get_content_type() == "multipart/alternative"
     text = message.get_body(("plain",))
     html = message.get_body(("html",))
-    assert text is not None and html is not None
+    assert text is not None
+    assert html is not None
     text_body = text.get_content()
     html_body = html.get_content()
     # HTML autoescaped, text as typed.
-    assert "Ann &lt;script&gt;" in html_body and "<script>" not in html_body
+    assert "Ann &lt;script&gt;" in html_body
+    assert "<script>" not in html_body
     assert "Hi Ann <script>," in text_body
     link = next(line for line in text_body.splitlines() if line.startswith(kit.public_url))
     parts = urlsplit(link)
     assert f"{parts.scheme}://{parts.netloc}{parts.path}" == f"{kit.public_url}/verify-email"
     assert parse_qs(parts.query) == {"token": ["tok/en+1"]}
     assert f'href="{link}"' in html_body
-    assert state.attempts == 1 and state.send_time.seconds > 0
+    assert state.attempts == 1
+    assert state.send_time.seconds > 0
 
 
 async def test_security_alert_carries_one_click_unsubscribe(
@@ -63,9 +66,11 @@ async def test_security_alert_carries_one_click_unsubscribe(
         [received] = await smtp_sink.wait_count(1)
         header = received.message["List-Unsubscribe"]
         assert received.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        assert header.startswith(f"<{kit.public_url}/unsubscribe?token=") and header.endswith(">")
+        assert header.startswith(f"<{kit.public_url}/unsubscribe?token=")
+        assert header.endswith(">")
         body = received.message.get_body(("plain",))
-        assert body is not None and "203.0.113.9" in body.get_content()
+        assert body is not None
+        assert "203.0.113.9" in body.get_content()
 
 
 async def test_auth_events_become_emails_once(db_url: str, smtp_sink: Any, kit: Any) -> None:

@@ -247,6 +247,9 @@ async def running_mesh(
                 redis_url="",
                 grpc_port=0,
                 metrics_port=0,
+                # The cheapest hashing auth allows: these tests register many accounts.
+                argon2_memory_kib=8 * 1024,
+                argon2_time_cost=1,
             ),
             bus=bus,
             limiter=InMemoryRateLimiter(),

@@ -9,9 +9,9 @@ import { ThemeToggle } from "./ThemeToggle";
 import { RoomList } from "./RoomList";
 import { Spinner } from "./ui";
 
-/** Pages of the signed-in app. `list` decides what phones (below md) show: the room
- * list as the page itself ("main"), or only the page content ("hidden"). */
-export function AppShell({ children, list = "hidden", title }: { children: ReactNode; list?: "main" | "hidden"; title: string }) {
+/** Pages of the signed-in app. Below the md breakpoint the room list is hidden; the
+ * /rooms page shows it as its content instead. */
+export function AppShell({ children, title }: { children: ReactNode; title: string }) {
   const me = useMe();
   const router = useRouter();
   const pathname = usePathname();
@@ -50,11 +50,11 @@ export function AppShell({ children, list = "hidden", title }: { children: React
       <div className="flex min-h-0 flex-1">
         <nav
           aria-label="Rooms and direct messages"
-          className={`${list === "main" ? "flex w-full" : "hidden"} min-h-0 flex-col border-r border-gray-200 bg-gray-50 md:flex md:w-72 md:shrink-0 dark:border-gray-800 dark:bg-gray-900`}
+          className={`hidden min-h-0 flex-col border-r border-gray-200 bg-gray-50 md:flex md:w-72 md:shrink-0 dark:border-gray-800 dark:bg-gray-900`}
         >
           <RoomList />
         </nav>
-        <main id="main" tabIndex={-1} className={`${list === "main" ? "hidden md:flex" : "flex"} min-h-0 min-w-0 flex-1 flex-col focus:outline-none`}>
+        <main id="main" tabIndex={-1} className="flex min-h-0 min-w-0 flex-1 flex-col focus:outline-none">
           {children}
         </main>
       </div>
@@ -89,7 +89,7 @@ function Header({ name }: { name: string }) {
             <Link
               href={n.href}
               aria-current={n.active ? "page" : undefined}
-              className={`rounded-md px-2 py-1.5 font-medium ${n.active ? "bg-indigo-50 text-indigo-800 dark:bg-indigo-950 dark:text-indigo-200" : "text-gray-700 hover:bg-gray-100 dark:text-gray-300 dark:hover:bg-gray-800"}`}
+              className={`rounded-md px-1.5 py-1.5 font-medium sm:px-2 ${n.active ? "bg-indigo-50 text-indigo-800 dark:bg-indigo-950 dark:text-indigo-200" : "text-gray-700 hover:bg-gray-100 dark:text-gray-300 dark:hover:bg-gray-800"}`}
             >
               {n.label}
             </Link>
@@ -100,8 +100,9 @@ function Header({ name }: { name: string }) {
         <ThemeToggle />
         <details className="relative">
           <summary className="flex cursor-pointer list-none items-center rounded-md px-2 py-1.5 text-sm font-medium text-gray-800 hover:bg-gray-100 dark:text-gray-200 dark:hover:bg-gray-800">
-            <span className="max-w-24 truncate sm:max-w-40">{name}</span>
-            <span aria-hidden="true" className="ml-1">▾</span>
+            <span className="sr-only sm:not-sr-only sm:max-w-40 sm:truncate">{name}</span>
+            <span className="sr-only"> (account menu)</span>
+            <span aria-hidden="true" className="ml-1">{"☰"}</span>
           </summary>
           <ul className="absolute right-0 z-40 mt-1 w-44 rounded-md border border-gray-200 bg-white py-1 text-sm shadow-lg dark:border-gray-700 dark:bg-gray-900">
             <li><Link className="block px-3 py-2 hover:bg-gray-100 dark:hover:bg-gray-800" href="/profile">Edit profile</Link></li>

@@ -115,15 +115,22 @@ export class ApiClient {
 
 export const api = new ApiClient();
 
+const sentence = (t: string) => (t ? t[0]!.toUpperCase() + t.slice(1) : t);
+
 export function errorText(e: unknown): string {
   if (e instanceof ApiError) {
-    const reasons = e.details.reasons ?? e.details.errors;
-    if (Array.isArray(reasons) && reasons.length > 0) {
-      return `${e.message}: ${reasons.map((r) => (typeof r === "string" ? r : typeof r === "object" && r !== null && "message" in r ? String((r as { message: unknown }).message) : JSON.stringify(r))).join("; ")}`;
-    }
-    return e.message;
+    return sentence(rawErrorText(e));
   }
   return "Something went wrong. Check your connection and try again.";
+}
+
+function rawErrorText(e: ApiError): string {
+  const reasons = e.details.reasons ?? e.details.errors;
+  if (!Array.isArray(reasons) || reasons.length === 0) return e.message;
+  const text = reasons.map((r) =>
+    typeof r === "string" ? r : typeof r === "object" && r !== null && "message" in r ? String((r as { message: unknown }).message) : JSON.stringify(r),
+  );
+  return `${e.message}: ${text.join("; ")}`;
 }
 
 export const q = (params: Record<string, string | number | null | undefined>): string => {

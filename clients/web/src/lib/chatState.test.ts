@@ -30,6 +30,8 @@ describe("applyFrame", () => {
   it("resume after reconnect: replayed gap merges without duplicates", () => {
     let s = ready();
     for (const i of [3, 4]) s = applyFrame(s, { type: "message.created", message: wire(i) }, 0);
+    // reconnect: the new `ready` reports the room at seq 6, with 5 and 6 unseen
+    s = applyFrame(s, { type: "ready", user: me, rooms: [{ id: "r1", name: "general", type: "group", last_seq: 6, last_message: wire(6) }] }, 0);
     const resume = resumeFrame(s.cursors);
     expect(resume.rooms.r1).toBe(4);
     // the server replays from the cursor, plus an overlap the client must tolerate

@@ -16,8 +16,8 @@ describe("resume cursors", () => {
     let c = seed({}, "r1", 10);
     expect(c.r1).toBe(10);
     c = advance(c, "r2", 4);
-    c = seed(c, "r2", 9); // ready says the room is at 9 but we saw 4: keep... advance
-    expect(c.r2).toBe(9);
+    c = seed(c, "r2", 9); // ready says the room is at 9, but we only saw 4: resume from 4
+    expect(c.r2).toBe(4);
   });
 
   it("builds the resume frame and forgets rooms we left", () => {

@@ -9,10 +9,11 @@ export function advance(cursors: Cursors, roomId: string, seq: number | null | u
   return seq > current ? { ...cursors, [roomId]: seq } : cursors;
 }
 
-/** Seed cursors for rooms we have not seen events for (from `ready`'s rooms or a
- * history load); never moves a cursor backwards. */
+/** Seed the cursor of a room we hold no cursor for (from `ready`'s rooms or the room
+ * list). An existing cursor is left alone: `ready` arrives before `resume`, and moving
+ * the cursor to the room's latest seq there would skip the very gap resume must replay. */
 export function seed(cursors: Cursors, roomId: string, seq: number): Cursors {
-  return roomId in cursors ? advance(cursors, roomId, seq) : seq >= 0 ? { ...cursors, [roomId]: seq } : cursors;
+  return roomId in cursors || !(seq >= 0) ? cursors : { ...cursors, [roomId]: seq };
 }
 
 export function forget(cursors: Cursors, roomId: string): Cursors {

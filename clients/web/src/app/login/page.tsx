@@ -15,6 +15,10 @@ function LoginForm() {
   const submit = async (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
     const f = new FormData(e.currentTarget);
+    if (!String(f.get("login") ?? "").trim() || !String(f.get("password") ?? "")) {
+      setError("Enter your email or username and your password.");
+      return;
+    }
     setBusy(true);
     setError(null);
     try {

@@ -54,13 +54,13 @@ function Sessions() {
             <div className="min-w-0 flex-1">
               <p className="font-medium">
                 {describeAgent(s.user_agent)}
-                {s.current && <span className="ml-2 rounded bg-green-100 px-1.5 py-0.5 text-xs font-semibold text-green-900 dark:bg-green-900 dark:text-green-100">This device</span>}
+                {s.current && <span className="ml-2 whitespace-nowrap rounded bg-green-100 px-1.5 py-0.5 text-xs font-semibold text-green-900 dark:bg-green-900 dark:text-green-100">This device</span>}
               </p>
               <p className="text-sm text-gray-700 dark:text-gray-300">
                 {s.ip_address || "unknown address"} · signed in {new Date(s.created_at).toLocaleString()} · last active {new Date(s.last_used_at).toLocaleString()}
               </p>
             </div>
-            <Button variant={s.current ? "secondary" : "danger"} onClick={() => void revoke(s)} aria-label={`Revoke ${describeAgent(s.user_agent)}${s.current ? " (this device)" : ""}`}>
+            <Button variant={s.current ? "secondary" : "danger"} onClick={() => void revoke(s)} aria-label={s.current ? "Log out here (this device)" : `Revoke ${describeAgent(s.user_agent)}, signed in ${new Date(s.created_at).toLocaleString()}`}>
               {s.current ? "Log out here" : "Revoke"}
             </Button>
           </li>

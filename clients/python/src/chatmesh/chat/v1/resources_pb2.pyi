@@ -431,9 +431,9 @@ class RoomEvent(_message.Message):
 
     Events with a seq are durable: every change to a room gets the next seq of
     that room in the same transaction as the change, and ListRoomEvents replays
-    them. Message-bearing events carry the message as it is *now* (when the event
-    is delivered or replayed), so a replay never resurrects a deleted body;
-    clients dedupe messages by id.
+    them. Message-bearing events carry the message as it was right after the
+    change; once a message is deleted, every event of it carries the tombstone,
+    so a replay never resurrects a deleted body. Clients dedupe messages by id.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -7,14 +7,18 @@ A crash between commit and publish loses nothing: the event's row in
 `room_event_queue` is deleted only in the transaction that published it, so a
 restarted relay (or another replica's) publishes it then. Publishing can thus
 repeat an event; subscribers drop seqs they already have.
+
+The log stores each event whole, with the message as it was right after the
+change, so publishing and replaying are plain reads. When a message is deleted,
+`scrub` replaces its copies in earlier events with the tombstone: the log keeps
+no deleted text.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -62,8 +66,9 @@ async def append(
     which also locks the room row until commit, so seqs are gapless and commit
     in order. `room_values` are other room columns to set in the same statement;
     `room` (the ORM row) is brought up to date without another write. Returns
-    the stored row: to put data that depends on the seq into the event, change
-    the event and call `restore(row, event)` before the transaction ends.
+    the stored row: to put data that depends on the seq into the event (a
+    message's seq, a room snapshot), change the event and call
+    `restore(row, event)` before the transaction ends.
     """
     table = models.Room
     statement = (
@@ -82,7 +87,11 @@ async def append(
     event.seq = seq
     event.create_time.CopyFrom(views.timestamp(now))
     row = models.RoomEventRow(
-        room_id=room.id, seq=seq, payload=stored(event).SerializeToString(), create_time=now
+        room_id=room.id,
+        seq=seq,
+        message_id=message_id_of(event) or None,
+        payload=event.SerializeToString(),
+        create_time=now,
     )
     session.add(row)
     session.add(models.PendingRoomEvent(room_id=room.id, seq=seq))
@@ -91,10 +100,10 @@ async def append(
 
 def restore(row: models.RoomEventRow, event: pb.RoomEvent) -> None:
     """Store `event` (changed after `append`) in its log row again."""
-    row.payload = stored(event).SerializeToString()
+    row.payload = event.SerializeToString()
 
 
-def _message_id(event: pb.RoomEvent) -> str:
+def message_id_of(event: pb.RoomEvent) -> str:
     kind = event.WhichOneof("payload")
     if kind == "message_created":
         return event.message_created.message.id
@@ -107,23 +116,30 @@ def _message_id(event: pb.RoomEvent) -> str:
     return ""
 
 
-def stored(event: pb.RoomEvent) -> pb.RoomEvent:
-    """The event as the log keeps it: messages reduced to their id."""
-    stored = pb.RoomEvent()
-    stored.CopyFrom(event)
-    kind = stored.WhichOneof("payload")
-    message_id = _message_id(stored)
-    if kind == "message_created":
-        stored.message_created.message.Clear()
-        stored.message_created.message.id = message_id
-    elif kind == "message_updated":
-        stored.message_updated.message.Clear()
-        stored.message_updated.message.id = message_id
-    elif kind == "message_deleted":
-        stored.message_deleted.ClearField("message")
-    elif kind == "reaction_updated":
-        del stored.reaction_updated.reactions[:]
-    return stored
+async def scrub(session: AsyncSession, room_id: str, tombstone: pb.Message) -> None:
+    """Replace the deleted message's copies in the log with its tombstone."""
+    rows = (
+        await session.exec(
+            select(models.RoomEventRow).where(
+                col(models.RoomEventRow.room_id) == room_id,
+                col(models.RoomEventRow.message_id) == tombstone.id,
+            )
+        )
+    ).all()
+    for row in rows:
+        event = pb.RoomEvent.FromString(row.payload)
+        kind = event.WhichOneof("payload")
+        if kind == "message_created":
+            event.message_created.message.CopyFrom(tombstone)
+        elif kind == "message_updated":
+            event.message_updated.message.CopyFrom(tombstone)
+        elif kind == "message_deleted":
+            event.message_deleted.message.CopyFrom(tombstone)
+        elif kind == "reaction_updated":
+            del event.reaction_updated.reactions[:]
+        else:  # pragma: no cover
+            continue
+        row.payload = event.SerializeToString()
 
 
 async def load_messages(session: AsyncSession, ids: Iterable[str]) -> dict[str, pb.Message]:
@@ -161,39 +177,19 @@ async def load_messages(session: AsyncSession, ids: Iterable[str]) -> dict[str, 
     }
 
 
-async def hydrate(session: AsyncSession, rows: Sequence[models.RoomEventRow]) -> list[pb.RoomEvent]:
-    """Stored rows → events carrying their messages as they are now."""
-    events = [pb.RoomEvent.FromString(row.payload) for row in rows]
-    messages = await load_messages(session, filter(None, map(_message_id, events)))
-    for event in events:
-        message = messages.get(_message_id(event))
-        if message is None:
-            continue
-        kind = event.WhichOneof("payload")
-        if kind == "message_created":
-            event.message_created.message.CopyFrom(message)
-        elif kind == "message_updated":
-            event.message_updated.message.CopyFrom(message)
-        elif kind == "message_deleted":
-            event.message_deleted.message.CopyFrom(message)
-        elif kind == "reaction_updated":
-            event.reaction_updated.reactions.extend(message.reactions)
-    return events
-
-
 async def events_after(
     session: AsyncSession, room_id: str, after_seq: int, limit: int
 ) -> list[pb.RoomEvent]:
     rows = (
         await session.exec(
-            select(models.RoomEventRow)
+            select(models.RoomEventRow.payload)
             .where(col(models.RoomEventRow.room_id) == room_id)
             .where(col(models.RoomEventRow.seq) > after_seq)
             .order_by(col(models.RoomEventRow.seq))
             .limit(limit)
         )
     ).all()
-    return await hydrate(session, rows)
+    return [pb.RoomEvent.FromString(payload) for payload in rows]
 
 
 def channels_for(event: pb.RoomEvent) -> list[str]:
@@ -278,9 +274,9 @@ class RoomEventRelay:
                 low, high = ranges.get(row.room_id, (row.seq, row.seq))
                 ranges[row.room_id] = (min(low, row.seq), max(high, row.seq))
             log_table = models.RoomEventRow
-            rows = (
+            payloads = (
                 await session.exec(
-                    select(log_table)
+                    select(log_table.payload)
                     .where(
                         or_(
                             *(
@@ -296,16 +292,16 @@ class RoomEventRelay:
                     .order_by(col(log_table.room_id), col(log_table.seq))
                 )
             ).all()
-            for event in await hydrate(session, rows):
-                data = event.SerializeToString()
+            for payload in payloads:
+                event = pb.RoomEvent.FromString(payload)
                 for channel in channels_for(event):
-                    await self._pubsub.publish(channel, data)
+                    await self._pubsub.publish(channel, payload)
             queue = models.PendingRoomEvent
             for room_id, (_low, high) in ranges.items():
                 await session.exec(
                     delete(queue).where(col(queue.room_id) == room_id, col(queue.seq) <= high)
                 )
-            PUBLISHED.inc(len(rows))
+            PUBLISHED.inc(len(payloads))
             return len(pending)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -313,7 +309,6 @@ class RoomEventRelay:
         failures = 0
         while not stop.is_set():
             self._wakeup.clear()
-            started = time.monotonic()
             try:
                 published = await self.publish_pending()
             except Exception as exc:
@@ -328,8 +323,7 @@ class RoomEventRelay:
                 # our commit, so look again soon rather than at the next poll.
                 await _wait_any(stop, within=self._busy_retry)
                 continue
-            if published and time.monotonic() - started < self._poll_interval:
-                continue
+            # A commit during the batch has set the wake-up again: no waiting then.
             await _wait_any(stop, self._wakeup, within=self._poll_interval)
 
 

@@ -114,14 +114,14 @@ class Mention(ChatTable, table=True):
 
 
 class RoomEventRow(ChatTable, table=True):
-    """The room event log: one row per seq. `payload` is a serialized RoomEvent
-    whose message (if any) holds only the id: it is filled from `messages` when
-    the event is read, so the log never keeps a copy of a body."""
+    """The room event log: one row per seq, `payload` the serialized RoomEvent."""
 
     __tablename__ = "room_events"
 
     room_id: str = Field(primary_key=True, foreign_key="rooms.id", max_length=36)
     seq: int = Field(primary_key=True, sa_type=_SEQ)
+    # The message the event carries, so a deletion can scrub its earlier copies.
+    message_id: str | None = Field(default=None, max_length=36, index=True)
     payload: bytes = Field(sa_type=LargeBinary)
     create_time: datetime = Field(sa_type=_TS)
 

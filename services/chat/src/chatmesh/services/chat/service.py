@@ -146,9 +146,24 @@ class ChatService:
     async def _visible(
         self, session: AsyncSession, room_id: str, user_id: str, *, lock: bool = False
     ) -> tuple[models.Room, models.Member | None]:
-        """The room and the caller's membership; a private room is NOT_FOUND to non-members."""
-        room = await self._room(session, room_id, lock=lock)
-        member = await self._member(session, room_id, user_id)
+        """The room and the caller's membership (one query); a private room is
+        NOT_FOUND to non-members. `lock` takes the room row lock first."""
+        room_, member_ = models.Room, models.Member
+        query = (
+            select(room_, member_)
+            .outerjoin(
+                member_,
+                and_(col(member_.room_id) == col(room_.id), col(member_.user_id) == user_id),
+            )
+            .where(col(room_.id) == room_id)
+        )
+        if lock:
+            query = query.with_for_update(of=room_)
+        found = (await session.exec(query)).first()
+        if found is None:
+            raise _room_not_found()
+        room = found[0]
+        member: models.Member | None = found[1]  # None from the outer join
         if member is None and room.visibility != models.PUBLIC:
             raise _room_not_found()
         return room, member
@@ -178,6 +193,16 @@ class ChatService:
             # Re-read under the room lock: a concurrent edit/delete committed meanwhile.
             await session.refresh(message)
         return message, room, member
+
+    @staticmethod
+    async def _still_member(session: AsyncSession, room_id: str, user_id: str) -> bool:
+        """Membership as committed now (a fresh read, not the session's cached row)."""
+        found = await session.exec(
+            select(models.Member.user_id).where(
+                col(models.Member.room_id) == room_id, col(models.Member.user_id) == user_id
+            )
+        )
+        return found.first() is not None
 
     @staticmethod
     async def _member_ids(session: AsyncSession, room_id: str) -> list[str]:
@@ -807,15 +832,23 @@ class ChatService:
         client_msg_id = validation.client_msg_id(client_msg_id)
         await self._check_direct_block(user_id, room_id)
 
+        attempts = 0
+
         async def operation(session: AsyncSession) -> tuple[pb.Message, bool]:
-            existing = (
-                await session.exec(
-                    select(models.Message).where(
-                        col(models.Message.sender_id) == user_id,
-                        col(models.Message.client_msg_id) == client_msg_id,
+            nonlocal attempts
+            attempts += 1
+            # A retry of a send is rare: the first attempt leaves it to the unique
+            # (sender, client_msg_id) constraint, and the next one looks it up.
+            existing = None
+            if attempts > 1:
+                existing = (
+                    await session.exec(
+                        select(models.Message).where(
+                            col(models.Message.sender_id) == user_id,
+                            col(models.Message.client_msg_id) == client_msg_id,
+                        )
                     )
-                )
-            ).first()
+                ).first()
             if existing is not None:
                 if existing.room_id != room_id:
                     raise AlreadyExists(
@@ -825,7 +858,9 @@ class ChatService:
                     )
                 loaded = await eventlog.load_messages(session, [existing.id])
                 return loaded[existing.id], False
-            room, member = await self._membership(session, room_id, user_id, lock=True)
+            # Everything that only reads happens before the room lock is taken (by
+            # the seq bump below), so that sends to one room hold it briefly.
+            room, member = await self._membership(session, room_id, user_id)
             if reply_to:
                 parent = (
                     await session.exec(
@@ -853,12 +888,21 @@ class ChatService:
                 actor_id=user_id,
                 message_created=pb.RoomEvent.MessageCreated(message=pb.Message(id=message.id)),
             )
+            mentioned = await self._resolve_mentions(session, room.id, user_id, body)
             created_row = await eventlog.append(
                 session, room, created, now=now, last_message_id=message.id, activity_time=now
             )
+            if not self._db.is_sqlite and not await self._still_member(session, room.id, user_id):
+                # Removed while this send waited for the lock (SQLite runs one
+                # transaction at a time, so there the first check holds).
+                raise _not_a_member()
             message.seq = created_row.seq
             session.add(message)
-            mentioned = await self._resolve_mentions(session, room.id, user_id, body)
+            view = views.message(message, mention_ids=sorted(mentioned))
+            created.message_created.message.CopyFrom(view)
+            eventlog.restore(created_row, created)
+            if mentioned:
+                await session.flush()  # the message row first: mentions refer to it
             for mentioned_id in mentioned:
                 session.add(models.Mention(message_id=message.id, user_id=mentioned_id))
             # Sending implies having read everything up to one's own message.
@@ -883,7 +927,7 @@ class ChatService:
                 ),
             )
             self._mention_events(session, message, room, mentioned)
-            return views.message(message, mention_ids=sorted(mentioned)), True
+            return view, True
 
         return await self._write(operation)
 
@@ -933,7 +977,11 @@ class ChatService:
                     actor_id=user_id,
                     message_updated=pb.RoomEvent.MessageUpdated(message=pb.Message(id=message.id)),
                 )
-                await eventlog.append(session, room, updated, now=now)
+                row = await eventlog.append(session, room, updated, now=now)
+                current = (await eventlog.load_messages(session, [message.id]))[message.id]
+                updated.message_updated.message.CopyFrom(current)
+                eventlog.restore(row, updated)
+                return current
             return (await eventlog.load_messages(session, [message.id]))[message.id]
 
         return await self._write(operation)
@@ -956,7 +1004,12 @@ class ChatService:
                     actor_id=user_id,
                     message_deleted=pb.RoomEvent.MessageDeleted(message_id=message.id),
                 )
-                await eventlog.append(session, room, deleted, now=now)
+                row = await eventlog.append(session, room, deleted, now=now)
+                tombstone = (await eventlog.load_messages(session, [message.id]))[message.id]
+                deleted.message_deleted.message.CopyFrom(tombstone)
+                eventlog.restore(row, deleted)
+                await eventlog.scrub(session, room.id, tombstone)
+                return tombstone
             return (await eventlog.load_messages(session, [message.id]))[message.id]
 
         return await self._write(operation)
@@ -1043,8 +1096,11 @@ class ChatService:
                     message_id=message.id, emoji=emoji, user_id=user_id, added=add
                 ),
             )
-            await eventlog.append(session, room, reacted, now=now)
-            return (await eventlog.load_messages(session, [message.id]))[message.id]
+            row = await eventlog.append(session, room, reacted, now=now)
+            current = (await eventlog.load_messages(session, [message.id]))[message.id]
+            reacted.reaction_updated.reactions.extend(current.reactions)
+            eventlog.restore(row, reacted)
+            return current
 
         return await self._write(operation)
 

@@ -110,10 +110,11 @@ async def serve(
             RedisJobQueue(
                 redis,
                 claim_idle=settings.claim_idle_seconds,
-                concurrency=settings.worker_concurrency,
+                batch_size=settings.worker_batch_size,
+                loops=settings.worker_loops,
             )
             if redis is not None
-            else InProcessJobQueue(concurrency=settings.worker_concurrency)
+            else InProcessJobQueue(batch_size=settings.worker_batch_size)
         )
         if provider is None:
             provider = create_provider(settings, db)
@@ -147,7 +148,7 @@ async def serve(
         )
 
         async def work(stop: asyncio.Event) -> None:
-            await queue.run(deliverer.handle, stop=stop)
+            await queue.run(deliverer.handle_batch, stop=stop)
 
         async def consume_auth(stop: asyncio.Event) -> None:
             await bus.consume(

@@ -16,11 +16,12 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 
 from chatmesh.common.db import Database
@@ -58,6 +59,21 @@ def backoff_delay(
     return float(ceiling / 2 + rand() * ceiling / 2)
 
 
+class _Claimed(NamedTuple):
+    id: str
+    recipient: str
+    subject: str
+    text_body: str
+    html_body: str
+    headers: str
+    attempts: int
+    create_time: datetime
+
+
+def _address_key(recipient: str) -> str:
+    return normalized(parse_address(recipient))
+
+
 class Deliverer:
     def __init__(
         self,
@@ -85,14 +101,26 @@ class Deliverer:
         self._clock = clock
 
     async def handle(self, email_id: str) -> None:
-        """One job. Raises only when the database fails (the job then comes back)."""
-        email = await self._claim(email_id)
-        if email is None:
+        await self.handle_batch([email_id])
+
+    async def handle_batch(self, email_ids: Sequence[str]) -> None:
+        """A batch of jobs: one transaction claims them all, the sends run
+        concurrently, one transaction records every outcome. Raises only when the
+        database fails (the jobs then come back)."""
+        claimed, suppressed = await self._claim(list(dict.fromkeys(email_ids)))
+        if not claimed:
             return
-        if await self._suppressed(email.recipient):
-            await self._finish(email, models.SUPPRESSED, error="address undeliverable")
-            SENT_TOTAL.labels(self._provider.name, "suppressed").inc()
-            return
+        to_send = [email for email in claimed if email.id not in suppressed]
+        results = await asyncio.gather(*(self._send(email) for email in to_send))
+        outcomes: list[tuple[_Claimed, str | SendError]] = [
+            (email, "") for email in claimed if email.id in suppressed
+        ]
+        outcomes.extend(zip(to_send, results, strict=True))
+        dead = await self._record(outcomes)
+        for email_id, reason in dead:
+            await self._queue.dead_letter(email_id, reason)
+
+    async def _send(self, email: _Claimed) -> str | SendError:
         outgoing = OutgoingEmail(
             id=email.id,
             sender=self._sender,
@@ -105,93 +133,129 @@ class Deliverer:
         try:
             message_id = await self._provider.send(outgoing)
         except SendError as exc:
-            await self._failed(email, exc)
-            return
-        await self._finish(email, models.SENT, provider_message_id=message_id)
-        SENT_TOTAL.labels(self._provider.name, "sent").inc()
-        QUEUE_LATENCY.observe((self._clock() - as_utc(email.create_time)).total_seconds())
+            return exc
+        return message_id or email.id
 
-    async def _claim(self, email_id: str) -> EmailRecord | None:
+    async def _claim(self, email_ids: list[str]) -> tuple[list[_Claimed], set[str]]:
+        """Claim what is claimable (QUEUED, or SENDING with a stale claim); also
+        which of the claimed go to suppressed addresses."""
         now = self._clock()
+        table = models.EMAILS
         async with self._db.transaction() as session:
-            result = await session.exec(
-                update(EmailRecord)
-                .where(col(EmailRecord.id) == email_id)
+            result = await (await session.connection()).execute(
+                update(table)
+                .where(table.c.id.in_(email_ids))
                 .where(
-                    (col(EmailRecord.state) == models.QUEUED)
+                    (table.c.state == models.QUEUED)
                     | (
-                        (col(EmailRecord.state) == models.SENDING)
-                        & (col(EmailRecord.claim_time) < now - self._claim_idle)
+                        (table.c.state == models.SENDING)
+                        & (table.c.claim_time < now - self._claim_idle)
                     )
                 )
                 .values(
                     state=models.SENDING,
                     claim_time=now,
                     update_time=now,
-                    attempts=col(EmailRecord.attempts) + 1,
+                    attempts=table.c.attempts + 1,
                     # If this worker dies, the sweep republishes after the claim is stale.
                     due_time=now + max(self._claim_idle, self._requeue_after),
                 )
+                .returning(*(table.c[name] for name in _Claimed._fields))
             )
-            if result.rowcount != 1:
-                return None
-            return (
-                await session.exec(select(EmailRecord).where(col(EmailRecord.id) == email_id))
-            ).one()
+            claimed = [_Claimed._make(row) for row in result.all()]
+            if not claimed:
+                return [], set()
+            keys = {email.id: _address_key(email.recipient) for email in claimed}
+            found = await (await session.connection()).execute(
+                select(Suppression.address).where(col(Suppression.address).in_(set(keys.values())))
+            )
+            blocked = {row[0] for row in found.all()}
+        return claimed, {email_id for email_id, key in keys.items() if key in blocked}
 
-    async def _suppressed(self, recipient: str) -> bool:
-        address = normalized(parse_address(recipient))
-        async with self._db.read() as session:
-            return (await session.get(Suppression, address)) is not None
-
-    async def _failed(self, email: EmailRecord, error: SendError) -> None:
-        reason = str(error)[:500]
-        if not error.transient or email.attempts >= self._max_attempts:
-            await self._finish(email, models.DEAD, error=reason)
-            await self._queue.dead_letter(email.id, reason)
-            SENT_TOTAL.labels(self._provider.name, "dead").inc()
-            log.warning("mail_dead_lettered", email_id=email.id, error=reason)
-            return
-        delay = backoff_delay(email.attempts, base=self._retry_base, cap=self._retry_max)
+    async def _record(
+        self, outcomes: list[tuple[_Claimed, str | SendError]]
+    ) -> list[tuple[str, str]]:
+        """Store every outcome in one transaction; returns the dead letters."""
         now = self._clock()
-        async with self._db.transaction() as session:
-            await session.exec(
-                update(EmailRecord)
-                .where(col(EmailRecord.id) == email.id)
-                .where(col(EmailRecord.state) == models.SENDING)
-                .values(
-                    state=models.QUEUED,
-                    last_error=reason,
-                    update_time=now,
-                    claim_time=None,
-                    due_time=now + timedelta(seconds=delay),
+        sent: list[dict[str, object]] = []
+        final: list[dict[str, object]] = []
+        retry: list[dict[str, object]] = []
+        dead: list[tuple[str, str]] = []
+        for email, result in outcomes:
+            if result == "":
+                final.append(
+                    {
+                        "b_id": email.id,
+                        "b_state": models.SUPPRESSED,
+                        "b_error": "address undeliverable",
+                    }
                 )
-            )
-        SENT_TOTAL.labels(self._provider.name, "retry").inc()
-        log.info("mail_retry_scheduled", email_id=email.id, attempt=email.attempts, delay=delay)
-
-    async def _finish(
-        self, email: EmailRecord, state: str, *, error: str = "", provider_message_id: str = ""
-    ) -> None:
-        now = self._clock()
-        values: dict[str, object] = {
-            "state": state,
-            "update_time": now,
-            "claim_time": None,
-            "due_time": None,
-        }
-        if error:
-            values["last_error"] = error
-        if state == models.SENT:
-            values["send_time"] = now
-            values["provider_message_id"] = provider_message_id[:200]
+                SENT_TOTAL.labels(self._provider.name, "suppressed").inc()
+            elif isinstance(result, str):
+                sent.append({"b_id": email.id, "b_mid": result[:200]})
+                SENT_TOTAL.labels(self._provider.name, "sent").inc()
+                QUEUE_LATENCY.observe((now - as_utc(email.create_time)).total_seconds())
+            elif not result.transient or email.attempts >= self._max_attempts:
+                reason = str(result)[:500]
+                final.append({"b_id": email.id, "b_state": models.DEAD, "b_error": reason})
+                dead.append((email.id, reason))
+                SENT_TOTAL.labels(self._provider.name, "dead").inc()
+                log.warning("mail_dead_lettered", email_id=email.id, error=reason)
+            else:
+                delay = backoff_delay(email.attempts, base=self._retry_base, cap=self._retry_max)
+                retry.append(
+                    {
+                        "b_id": email.id,
+                        "b_error": str(result)[:500],
+                        "b_due": now + timedelta(seconds=delay),
+                    }
+                )
+                SENT_TOTAL.labels(self._provider.name, "retry").inc()
+                log.info(
+                    "mail_retry_scheduled", email_id=email.id, attempt=email.attempts, delay=delay
+                )
+        table = models.EMAILS
+        mine = (table.c.id == bindparam("b_id")) & (table.c.state == models.SENDING)
+        done = {"update_time": now, "claim_time": None}
         async with self._db.transaction() as session:
-            await session.exec(
-                update(EmailRecord)
-                .where(col(EmailRecord.id) == email.id)
-                .where(col(EmailRecord.state) == models.SENDING)
-                .values(**values)
-            )
+            if sent:
+                await (await session.connection()).execute(
+                    update(table)
+                    .where(mine)
+                    .values(
+                        state=models.SENT,
+                        send_time=now,
+                        due_time=None,
+                        provider_message_id=bindparam("b_mid"),
+                        **done,
+                    ),
+                    sent,
+                )
+            if final:
+                await (await session.connection()).execute(
+                    update(table)
+                    .where(mine)
+                    .values(
+                        state=bindparam("b_state"),
+                        last_error=bindparam("b_error"),
+                        due_time=None,
+                        **done,
+                    ),
+                    final,
+                )
+            if retry:
+                await (await session.connection()).execute(
+                    update(table)
+                    .where(mine)
+                    .values(
+                        state=models.QUEUED,
+                        last_error=bindparam("b_error"),
+                        due_time=bindparam("b_due"),
+                        **done,
+                    ),
+                    retry,
+                )
+        return dead
 
     async def sweep(self, *, limit: int = 500) -> int:
         """Publish emails whose due time has come (retries, and jobs nobody took:

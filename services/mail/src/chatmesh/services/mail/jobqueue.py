@@ -32,7 +32,8 @@ DEAD_STREAM = "mail.dead"
 GROUP = "mail-workers"
 ID_FIELD = b"email_id"
 
-JobHandler = Callable[[str], Awaitable[None]]
+# Handles a batch of jobs (email ids); raising means none of them is acked.
+JobHandler = Callable[[Sequence[str]], Awaitable[None]]
 log = get_logger(__name__)
 
 
@@ -52,19 +53,23 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
-async def _handled(handle: JobHandler, email_id: str) -> bool:
+async def _handled(handle: JobHandler, email_ids: Sequence[str]) -> bool:
     try:
-        await handle(email_id)
+        await handle(email_ids)
     except Exception as exc:
-        log.warning("mail_job_failed", email_id=email_id, error=repr(exc))
+        log.warning("mail_jobs_failed", count=len(email_ids), error=repr(exc))
         return False
     return True
 
 
 class InProcessJobQueue:
-    def __init__(self, *, concurrency: int = 8) -> None:
+    """`loops` consumers, each taking up to `batch_size` jobs at a time (few
+    loops: on SQLite, concurrent writers only wait for each other's lock)."""
+
+    def __init__(self, *, batch_size: int = 32, loops: int = 1) -> None:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._concurrency = concurrency
+        self._batch_size = batch_size
+        self._loops = loops
 
     async def publish(self, email_ids: Sequence[str]) -> None:
         for email_id in email_ids:
@@ -74,12 +79,14 @@ class InProcessJobQueue:
         async def worker() -> None:
             while not stop.is_set():
                 try:
-                    email_id = await asyncio.wait_for(self._queue.get(), timeout=0.5)
+                    batch = [await asyncio.wait_for(self._queue.get(), timeout=0.5)]
                 except TimeoutError:
                     continue
-                await _handled(handle, email_id)
+                while len(batch) < self._batch_size and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                await _handled(handle, batch)
 
-        await asyncio.gather(*(worker() for _ in range(self._concurrency)))
+        await asyncio.gather(*(worker() for _ in range(self._loops)))
 
     async def dead_letter(self, email_id: str, reason: str) -> None:
         return None  # the database row (state dead) is the dead-letter queue
@@ -99,14 +106,16 @@ class RedisJobQueue:
         client: aioredis.Redis,
         *,
         claim_idle: float = 60.0,
-        concurrency: int = 32,
+        batch_size: int = 32,
+        loops: int = 2,
         block_ms: int = 1000,
         maxlen: int = 1_000_000,
         consumer: str | None = None,
     ) -> None:
         self._client = client
         self._claim_idle_ms = max(1, int(claim_idle * 1000))
-        self._concurrency = concurrency
+        self._batch_size = batch_size
+        self._loops = loops
         self._block_ms = block_ms
         self._maxlen = maxlen
         self.consumer = consumer or consumer_name()
@@ -133,6 +142,13 @@ class RedisJobQueue:
         )
 
     async def run(self, handle: JobHandler, *, stop: asyncio.Event) -> None:
+        # Several readers overlap one batch's database work with another's sends;
+        # the first also takes over jobs dead consumers left pending.
+        await asyncio.gather(
+            *(self._consume(handle, stop, reclaims=index == 0) for index in range(self._loops))
+        )
+
+    async def _consume(self, handle: JobHandler, stop: asyncio.Event, *, reclaims: bool) -> None:
         backoff = 0.1
         group_ready = False
         next_claim = 0.0
@@ -141,7 +157,7 @@ class RedisJobQueue:
                 if not group_ready:
                     await self._create_group()
                     group_ready = True
-                if time.monotonic() >= next_claim:
+                if reclaims and time.monotonic() >= next_claim:
                     await self._reclaim(handle, stop)
                     next_claim = time.monotonic() + self._claim_idle_ms / 4000
                 await self._read(handle)
@@ -166,7 +182,7 @@ class RedisJobQueue:
 
     async def _read(self, handle: JobHandler) -> None:
         response: Any = await self._client.xreadgroup(
-            GROUP, self.consumer, {JOBS_STREAM: ">"}, count=self._concurrency, block=self._block_ms
+            GROUP, self.consumer, {JOBS_STREAM: ">"}, count=self._batch_size, block=self._block_ms
         )
         for entries in _entry_lists(response):
             await self._handle(entries, handle)
@@ -180,7 +196,7 @@ class RedisJobQueue:
                 self.consumer,
                 min_idle_time=self._claim_idle_ms,
                 start_id=start,
-                count=self._concurrency,
+                count=self._batch_size,
             )
             start, entries = reply[0], reply[1]
             if entries:
@@ -192,14 +208,15 @@ class RedisJobQueue:
     async def _handle(
         self, entries: list[tuple[bytes, dict[bytes, bytes] | None]], handle: JobHandler
     ) -> None:
-        async def one(entry_id: bytes, fields: dict[bytes, bytes] | None) -> bytes | None:
-            if not fields or ID_FIELD not in fields:
-                return entry_id  # nothing can handle it: ack
-            ok = await _handled(handle, fields[ID_FIELD].decode())
-            return entry_id if ok else None
-
-        done = await asyncio.gather(*(one(entry_id, fields) for entry_id, fields in entries))
-        acks = [entry_id for entry_id in done if entry_id is not None]
+        # Entries without an id: nothing can handle them, ack them away.
+        acks = [entry_id for entry_id, fields in entries if not fields or ID_FIELD not in fields]
+        jobs = [
+            (entry_id, fields[ID_FIELD].decode())
+            for entry_id, fields in entries
+            if fields and ID_FIELD in fields
+        ]
+        if jobs and await _handled(handle, [email_id for _, email_id in jobs]):
+            acks.extend(entry_id for entry_id, _ in jobs)
         if acks:
             await self._client.xack(JOBS_STREAM, GROUP, *acks)
 

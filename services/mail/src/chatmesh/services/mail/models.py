@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Text
+from sqlalchemy import DateTime, Table, Text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -99,3 +99,7 @@ class DevMail(MailTable, table=True):
     html_body: str = Field(sa_type=Text)
     headers: str = Field(sa_type=Text)
     create_time: datetime = Field(index=True, sa_type=_TS)
+
+
+# The Core table, for multi-row statements (RETURNING, executemany).
+EMAILS: Table = EmailRecord.__table__  # type: ignore[attr-defined]

@@ -110,10 +110,6 @@ class MailService:
                 f"variables exceed {MAX_VARIABLE_BYTES} bytes", code="variables_too_large"
             )
         key = idempotency_key or f"auto:{uuid.uuid4()}"
-        existing = await self._by_key(key)
-        if existing is not None:
-            return existing, False
-
         spec_category = self._renderer.category_of(template_id)
         unsubscribe = ""
         if user_id and spec_category in OPTIONAL_CATEGORIES:
@@ -126,8 +122,26 @@ class MailService:
             headers["List-Unsubscribe"] = f"<{unsubscribe}>"
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
 
+        address_key = normalized(address)
+        # One read for everything the database decides: a repeated key, an
+        # undeliverable address, an opted-out user.
+        async with self._db.read() as session:
+            query = select(EmailRecord).where(col(EmailRecord.idempotency_key) == key)
+            existing = (await session.exec(query)).first()
+            if existing is not None:
+                return existing, False
+            suppressed = await session.get(Suppression, address_key) is not None
+            prefs = await session.get(Preferences, user_id) if user_id else None
+        opted_out = (
+            prefs is not None
+            and rendered.category in _CATEGORY_FIELD
+            and not getattr(prefs, _CATEGORY_FIELD[rendered.category])
+        )
         state, reason = await self._gate(
-            address_key=normalized(address), user_id=user_id, category=rendered.category
+            address_key=address_key,
+            category=rendered.category,
+            suppressed=suppressed,
+            opted_out=opted_out,
         )
         now = self._clock()
         email = EmailRecord(
@@ -164,15 +178,14 @@ class MailService:
                 log.warning("mail_publish_failed", email_id=email.id, exc_info=True)
         return email, True
 
-    async def _gate(self, *, address_key: str, user_id: str, category: str) -> tuple[str, str]:
+    async def _gate(
+        self, *, address_key: str, category: str, suppressed: bool, opted_out: bool
+    ) -> tuple[str, str]:
         """(state, reason): QUEUED, or why the email is recorded but not sent."""
-        if user_id and category in _CATEGORY_FIELD:
-            prefs = await self.preferences(user_id)
-            if not getattr(prefs, _CATEGORY_FIELD[category]):
-                return models.SUPPRESSED, "opted out"
-        async with self._db.read() as session:
-            if await session.get(Suppression, address_key) is not None:
-                return models.SUPPRESSED, "address undeliverable"
+        if opted_out:
+            return models.SUPPRESSED, "opted out"
+        if suppressed:
+            return models.SUPPRESSED, "address undeliverable"
         limits = self._limits
         per_category = await self._limiter.hit(
             f"mail:{category}:{address_key}", limit=limits.category, window=limits.window

@@ -73,7 +73,12 @@ class MailSettings(ServiceSettings):
     requeue_after_seconds: float = Field(default=30.0, gt=0)
     # How often the database is checked for due retries and forgotten jobs.
     sweep_interval_seconds: float = Field(default=0.5, gt=0)
-    worker_concurrency: int = Field(default=32, ge=1, le=1000)
+    # Jobs a worker takes at once (claimed and recorded in one transaction each,
+    # sent concurrently), and how many such batches are in flight (Redis mode).
+    worker_batch_size: int = Field(default=64, ge=1, le=1000)
+    worker_loops: int = Field(default=2, ge=1, le=64)
+    # Kept-open SMTP connections (messages sent concurrently).
+    smtp_pool_size: int = Field(default=8, ge=1, le=100)
 
     # Rate limits: per recipient (all mail) and per recipient and category.
     recipient_limit: int = Field(default=30, ge=1)

@@ -5,21 +5,19 @@ metrics endpoint."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
 
-from chatmesh.common.bus import EventBus, InProcessEventBus, RedisEventBus
+from chatmesh.common.bus import EventBus
 from chatmesh.common.db import Database, upgrade
 from chatmesh.common.grpc.client import create_channel
-from chatmesh.common.grpc.server import GrpcService, RunningServer, start_grpc_server
+from chatmesh.common.grpc.server import GrpcService, start_grpc_server
 from chatmesh.common.metrics import start_metrics_server
 from chatmesh.common.pubsub import InProcessPubSub, PubSub, RedisPubSub
-from chatmesh.common.redis import create_redis
+from chatmesh.common.service import ServiceRuntime
 from chatmesh.common.tokens import GrpcJwksSource, TokenVerifier
 from chatmesh.services.user.accounts import AuthAccounts
 from chatmesh.services.user.presence import servicer as presence_servicer
@@ -40,6 +38,9 @@ from chatmesh.user.v1 import presence_pb2_grpc, user_pb2_grpc
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+# What `serve()` returns: the started service (`.port`, `.stop(drain=, grace=)`).
+UserServer = ServiceRuntime
+
 
 def presence_policy(settings: UserSettings) -> PresencePolicy:
     return PresencePolicy(
@@ -49,65 +50,26 @@ def presence_policy(settings: UserSettings) -> PresencePolicy:
     )
 
 
-class UserServer:
-    """A started user service. `stop()` undoes `serve()` in reverse order."""
-
-    def __init__(
-        self,
-        *,
-        running: RunningServer,
-        hub: PresenceHub,
-        background_stop: asyncio.Event,
-        background: list[asyncio.Task[None]],
-        closers: list[Callable[[], Awaitable[None]]],
-    ) -> None:
-        self.running = running
-        self._hub = hub
-        self._background_stop = background_stop
-        self._background = background
-        self._closers = closers
-        self._stopped = False
-
-    @property
-    def port(self) -> int:
-        return self.running.port
-
-    async def stop(self, *, drain: float = 0.0, grace: float = 1.0) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        await self.running.stop(drain=drain, grace=grace)
-        self._background_stop.set()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        await self._hub.stop()
-        for close in reversed(self._closers):
-            await close()
+async def migrate(settings: UserSettings) -> None:
+    """Apply the user schema's migrations (`python -m chatmesh.services.user migrate`)."""
+    url = settings.resolved_database_url()
+    await asyncio.to_thread(upgrade, url, schema=DB_SCHEMA, migrations=MIGRATIONS)
 
 
-def _backends(
-    settings: UserSettings,
-    *,
-    bus: EventBus | None,
-    pubsub: PubSub | None,
-    presence_store: PresenceStore | None,
-    closers: list[Callable[[], Awaitable[None]]],
-) -> tuple[EventBus, PubSub, PresenceStore]:
-    """The given backends, else Redis ones (with `redis_url`) or in-process ones;
-    what is created here is added to `closers`."""
-    redis = None
-    if settings.redis_url and None in (bus, pubsub, presence_store):
-        redis = create_redis(settings.redis_url)
-        closers.append(redis.aclose)
-    if bus is None:
-        bus = RedisEventBus(redis) if redis is not None else InProcessEventBus()
-        closers.append(bus.close)
+def _presence_backends(
+    runtime: ServiceRuntime, *, pubsub: PubSub | None, presence_store: PresenceStore | None
+) -> tuple[PubSub, PresenceStore]:
+    """The given backends, else Redis ones (with `redis_url`) or in-process ones."""
+    client = runtime.redis()
     if pubsub is None:
-        pubsub = RedisPubSub(redis) if redis is not None else InProcessPubSub()
-        closers.append(pubsub.close)
+        pubsub = RedisPubSub(client) if client is not None else InProcessPubSub()
+        runtime.on_close(pubsub.close)
     if presence_store is None:
-        presence_store = RedisPresenceStore(redis) if redis is not None else InMemoryPresenceStore()
-        closers.append(presence_store.close_store)
-    return bus, pubsub, presence_store
+        presence_store = (
+            RedisPresenceStore(client) if client is not None else InMemoryPresenceStore()
+        )
+        runtime.on_close(presence_store.close_store)
+    return pubsub, presence_store
 
 
 async def serve(
@@ -119,23 +81,19 @@ async def serve(
 ) -> UserServer:
     """Start the service as configured; `bus`, `pubsub` and `presence_store`
     override the ones the settings would create (Redis when `redis_url` is set,
-    in-process otherwise). Those passed in are not closed by `stop()`."""
-    url = settings.resolved_database_url()
-    await asyncio.to_thread(upgrade, url, schema=DB_SCHEMA, migrations=MIGRATIONS)
-
-    closers: list[Callable[[], Awaitable[None]]] = []
-    background_stop = asyncio.Event()
-    background: list[asyncio.Task[None]] = []
-    hub: PresenceHub | None = None
-    try:
-        db = Database(url, schema=DB_SCHEMA)
-        closers.append(db.close)
-        bus, pubsub, presence_store = _backends(
-            settings, bus=bus, pubsub=pubsub, presence_store=presence_store, closers=closers
+    in-process otherwise; embedded mode shares them between services). Those
+    passed in are not closed by `stop()`."""
+    await migrate(settings)
+    runtime = ServiceRuntime(settings)
+    async with runtime.starting():
+        db = Database(settings.resolved_database_url(), schema=DB_SCHEMA)
+        runtime.on_close(db.close)
+        bus = runtime.event_bus(bus)
+        pubsub, presence_store = _presence_backends(
+            runtime, pubsub=pubsub, presence_store=presence_store
         )
         auth_channel = create_channel(settings.auth_address)
-        closers.append(auth_channel.close)
-        verifier = TokenVerifier(GrpcJwksSource(auth_channel))
+        runtime.on_close(auth_channel.close)
 
         profiles = ProfileService(db=db, accounts=AuthAccounts(auth_channel))
         relations = RelationService(db=db, profiles=profiles)
@@ -149,19 +107,17 @@ async def serve(
         )
         hub = PresenceHub(pubsub, tracker.snapshot)
         await hub.start()
+        # Closers run in reverse: the hub lets go of its subscription first.
+        runtime.on_close(hub.stop)
 
-        consumer = RegistrationConsumer(profiles)
-        background.append(
-            asyncio.create_task(
-                consumer.run(
-                    bus,
-                    group=settings.event_consumer_group,
-                    consumer=f"{socket.gethostname()}-{os.getpid()}",
-                    stop=background_stop,
-                )
-            )
+        consumer = RegistrationConsumer(
+            profiles,
+            bus=bus,
+            group=settings.event_consumer_group,
+            consumer=f"{socket.gethostname()}-{os.getpid()}",
         )
-        background.append(asyncio.create_task(tracker.run(background_stop)))
+        runtime.spawn(consumer.run)
+        runtime.spawn(tracker.run)
 
         users = UserServicer(profiles=profiles, relations=relations)
         presence = presence_servicer.PresenceServicer(tracker=tracker, hub=hub)
@@ -172,36 +128,22 @@ async def serve(
         def register_presence(server: grpc.aio.Server) -> None:
             presence_pb2_grpc.add_PresenceServiceServicer_to_server(presence, server)
 
-        running = await start_grpc_server(
-            [
-                GrpcService(name=SERVICE_NAME, register=register_users),
-                GrpcService(
-                    name=presence_servicer.SERVICE_NAME,
-                    register=register_presence,
-                    public_methods=presence_servicer.PUBLIC_METHODS,
-                ),
-            ],
-            host=settings.grpc_host,
-            port=settings.grpc_port,
-            verifier=verifier,
-            component=settings.service_name,
+        runtime.attach(
+            await start_grpc_server(
+                [
+                    GrpcService(name=SERVICE_NAME, register=register_users),
+                    GrpcService(
+                        name=presence_servicer.SERVICE_NAME,
+                        register=register_presence,
+                        public_methods=presence_servicer.PUBLIC_METHODS,
+                    ),
+                ],
+                host=settings.grpc_host,
+                port=settings.grpc_port,
+                verifier=TokenVerifier(GrpcJwksSource(auth_channel)),
+                component=settings.service_name,
+            )
         )
         if settings.metrics_port > 0:
             start_metrics_server(settings.grpc_host, settings.metrics_port)
-    except BaseException:
-        background_stop.set()
-        await asyncio.gather(*background, return_exceptions=True)
-        if hub is not None:
-            with contextlib.suppress(Exception):
-                await hub.stop()
-        for close in reversed(closers):
-            with contextlib.suppress(Exception):
-                await close()
-        raise
-    return UserServer(
-        running=running,
-        hub=hub,
-        background_stop=background_stop,
-        background=background,
-        closers=closers,
-    )
+    return runtime

@@ -111,7 +111,7 @@ class ProfileService:
 
     async def ensure_own(self, claims: AccessClaims) -> Profile:
         """The caller's profile, created from their account if the event is late."""
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             profile = await session.get(Profile, claims.user_id)
         if profile is not None:
             return profile
@@ -139,7 +139,7 @@ class ProfileService:
         if not user_id or user_id == me:
             return ProfileWithRelation(await self.ensure_own(claims), Relation.SELF)
         validation.check_user_id(user_id)
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             profile = await session.get(Profile, user_id)
             if profile is None:
                 raise records.user_not_found()
@@ -165,7 +165,7 @@ class ProfileService:
         ids = validation.check_user_ids(user_ids)
         if not ids:
             return []
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             rows = (await session.exec(select(Profile).where(col(Profile.user_id).in_(ids)))).all()
         by_id = {row.user_id: row for row in rows}
         return [by_id[user_id] for user_id in ids if user_id in by_id]
@@ -232,7 +232,7 @@ class ProfileService:
         )
         if after is not None:
             statement = statement.where(col(Profile.username) > after[0])
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             rows = list((await session.exec(statement)).all())
         if len(rows) <= size:
             return rows, ""
@@ -260,7 +260,7 @@ class ProfileService:
             col(Profile.user_id).in_(list(user_ids)),
             col(Profile.last_seen_time).is_not(None),
         )
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             rows = (await session.exec(statement)).all()
         return {user_id: as_utc(seen) for user_id, seen in rows if seen is not None}
 

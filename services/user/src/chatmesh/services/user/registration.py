@@ -17,8 +17,15 @@ AUTH_SOURCE = "auth"
 
 
 class RegistrationConsumer:
-    def __init__(self, profiles: ProfileService) -> None:
+    """One consumer (`consumer`) of group `group` on `events.auth`."""
+
+    def __init__(
+        self, profiles: ProfileService, *, bus: EventBus, group: str, consumer: str
+    ) -> None:
         self._profiles = profiles
+        self._bus = bus
+        self._group = group
+        self._consumer = consumer
 
     async def handle(self, event: envelope_pb2.Event) -> None:
         registered = unpack(event, auth_events_pb2.UserRegistered)
@@ -36,6 +43,8 @@ class RegistrationConsumer:
             event_id=event.id,
         )
 
-    async def run(self, bus: EventBus, *, group: str, consumer: str, stop: asyncio.Event) -> None:
-        """Consume `events.auth` as one consumer of `group` until `stop` is set."""
-        await bus.consume(stream_name(AUTH_SOURCE), group, consumer, self.handle, stop=stop)
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume `events.auth` until `stop` is set."""
+        await self._bus.consume(
+            stream_name(AUTH_SOURCE), self._group, self._consumer, self.handle, stop=stop
+        )

@@ -225,7 +225,7 @@ class RelationService:
         )
         if after is not None:
             statement = statement.where(col(Profile.username) > after[0])
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             rows = (await session.exec(statement)).all()
         friends = [
             FriendView(profile=profile, since=as_utc(since or profile.create_time))
@@ -271,7 +271,7 @@ class RelationService:
                     ),
                 )
             )
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             rows = (await session.exec(statement)).all()
         requests = [_request_view(row, me, other) for row, other in rows]
         if len(requests) <= size:
@@ -335,7 +335,7 @@ class RelationService:
         )
         if after is not None:
             statement = statement.where(col(Profile.username) > after[0])
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             rows = (await session.exec(statement)).all()
         blocked = [
             BlockedView(profile=profile, created=as_utc(created)) for profile, created in rows
@@ -357,7 +357,7 @@ class RelationService:
                 and_(col(Block.blocked_id) == me, col(Block.blocker_id).in_(ids)),
             )
         )
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             rows = (await session.exec(statement)).all()
         others = {blocked if blocker == me else blocker for blocker, blocked in rows}
         return [user_id for user_id in ids if user_id in others]

@@ -106,10 +106,12 @@ def upgrade() -> None:
         "room_events",
         _id("room_id", primary_key=True),
         sa.Column("seq", _SEQ, primary_key=True),
+        _id("message_id", nullable=True),
         sa.Column("payload", sa.LargeBinary(), nullable=False),
         _ts("create_time"),
         sa.ForeignKeyConstraint(["room_id"], ["rooms.id"], name="fk_room_events_room_id"),
     )
+    op.create_index("ix_room_events_message_id", "room_events", ["message_id"])
     op.create_table(
         "room_event_queue",
         _id("room_id", primary_key=True),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -157,12 +158,13 @@ def md(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
-async def run(args: argparse.Namespace, auth_port: int, chat_port: int, chat_pid: int) -> str:
-    auth_channel = grpc.aio.insecure_channel(f"127.0.0.1:{auth_port}")
-    chat_channel = grpc.aio.insecure_channel(f"127.0.0.1:{chat_port}")
-    auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
-    chat = chat_service_pb2_grpc.ChatServiceStub(chat_channel)
-    sender, *receivers = await register(auth, args.receivers + 1)
+async def setup(
+    args: argparse.Namespace, auth_port: int, chat: chat_service_pb2_grpc.ChatServiceStub
+) -> tuple[tuple[str, str], list[tuple[str, str]], list[str]]:
+    """(sender, receivers, room ids): users registered, rooms created and joined."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{auth_port}") as auth_channel:
+        auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
+        sender, *receivers = await register(auth, args.receivers + 1)
     rooms = []
     for k in range(args.rooms):
         created = await chat.CreateRoom(
@@ -172,36 +174,63 @@ async def run(args: argparse.Namespace, auth_port: int, chat_port: int, chat_pid
     for _, token in receivers:
         for room_id in rooms:
             await chat.JoinRoom(api.JoinRoomRequest(room_id=room_id), metadata=md(token))
-    rss_idle = rss_mb(chat_pid)
+    return sender, receivers, rooms
 
-    # Each stream stands for one BFF process; receivers are spread over them.
-    sent_at: dict[str, float] = {}
-    latencies: list[float] = []
-    received = 0
-    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{chat_port}") for _ in range(args.streams)]
-    calls = [chat_service_pb2_grpc.ChatServiceStub(c).StreamRoomEvents() for c in channels]
 
-    async def read(call: grpc.aio.StreamStreamCall) -> None:
-        nonlocal received
+class Receivers:
+    """The BFF side: one stream per simulated BFF process, arrival times per message."""
+
+    def __init__(self, chat_port: int, streams: int) -> None:
+        self.sent_at: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.expected = 0
+        self.done = asyncio.Event()
+        self._channels = [
+            grpc.aio.insecure_channel(f"127.0.0.1:{chat_port}") for _ in range(streams)
+        ]
+        self._calls = [
+            chat_service_pb2_grpc.ChatServiceStub(c).StreamRoomEvents() for c in self._channels
+        ]
+        self._readers = [asyncio.create_task(self._read(call)) for call in self._calls]
+
+    async def subscribe(self, receivers: list[tuple[str, str]]) -> None:
+        for index, (_, token) in enumerate(receivers):
+            await self._calls[index % len(self._calls)].write(
+                api.StreamRoomEventsRequest(
+                    subscribe=api.StreamRoomEventsRequest.Subscribe(
+                        subscriber_id=f"ws-{index}", access_token=token, all_rooms=True
+                    )
+                )
+            )
+
+    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
         async for response in call:
             if response.WhichOneof("item") != "event":
                 continue
             event = response.event
             if event.HasField("message_created"):
                 key = event.message_created.message.client_msg_id
-                if key in sent_at:
-                    received += 1
-                    latencies.append(time.perf_counter() - sent_at[key])
+                if key in self.sent_at:
+                    self.latencies.append(time.perf_counter() - self.sent_at[key])
+                    if self.expected and len(self.latencies) >= self.expected:
+                        self.done.set()
 
-    readers = [asyncio.create_task(read(call)) for call in calls]
-    for index, (_, token) in enumerate(receivers):
-        await calls[index % args.streams].write(
-            api.StreamRoomEventsRequest(
-                subscribe=api.StreamRoomEventsRequest.Subscribe(
-                    subscriber_id=f"ws-{index}", access_token=token, all_rooms=True
-                )
-            )
-        )
+    async def close(self) -> None:
+        for call in self._calls:
+            call.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        for channel in self._channels:
+            await channel.close()
+
+
+async def run(args: argparse.Namespace, auth_port: int, chat_port: int, chat_pid: int) -> str:
+    chat_channel = grpc.aio.insecure_channel(f"127.0.0.1:{chat_port}")
+    chat = chat_service_pb2_grpc.ChatServiceStub(chat_channel)
+    sender, receivers, rooms = await setup(args, auth_port, chat)
+    rss_idle = rss_mb(chat_pid)
+    # Each stream stands for one BFF process; receivers are spread over them.
+    streams = Receivers(chat_port, args.streams)
+    await streams.subscribe(receivers)
     await asyncio.sleep(1.0)
 
     total = int(args.rate * args.seconds)
@@ -212,7 +241,7 @@ async def run(args: argparse.Namespace, auth_port: int, chat_port: int, chat_pid
         nonlocal errors
         key = f"k{n}"
         started = time.perf_counter()
-        sent_at[key] = started
+        streams.sent_at[key] = started
         try:
             await chat.SendMessage(
                 api.SendMessageRequest(
@@ -223,7 +252,7 @@ async def run(args: argparse.Namespace, auth_port: int, chat_port: int, chat_pid
             send_latencies.append(time.perf_counter() - started)
         except grpc.aio.AioRpcError:
             errors += 1
-            del sent_at[key]
+            del streams.sent_at[key]
 
     began = time.perf_counter()
     tasks = []
@@ -237,19 +266,19 @@ async def run(args: argparse.Namespace, auth_port: int, chat_port: int, chat_pid
             rss_peak = max(rss_peak, rss_mb(chat_pid))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - began
-    expected = len(sent_at) * args.streams
-    deadline = time.monotonic() + 10
-    while received < expected and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    for call in calls:
-        call.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
-    for channel in (*channels, auth_channel, chat_channel):
-        await channel.close()
-    ms = [v * 1000 for v in latencies] or [0.0]
+    sent = len(streams.sent_at)
+    streams.expected = expected = sent * args.streams
+    if len(streams.latencies) < expected:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await streams.done.wait()
+    received = len(streams.latencies)
+    await streams.close()
+    await chat_channel.close()
+    ms = [v * 1000 for v in streams.latencies] or [0.0]
     sends = [v * 1000 for v in send_latencies] or [0.0]
     return (
-        f"sent={len(sent_at)} ({len(sent_at) / elapsed:.1f}/s, errors={errors})  "
+        f"sent={sent} ({sent / elapsed:.1f}/s, errors={errors})  "
         f"deliveries expected={expected} received={received} lost={expected - received}  "
         f"delivered/s={received / elapsed:.0f}\n"
         f"    send→stream p50={percentile(ms, 50):.1f} p95={percentile(ms, 95):.1f} "
@@ -270,9 +299,11 @@ def main() -> None:
     args = parser.parse_args()
     modes = ["embedded", "postgres"] if args.mode == "both" else [args.mode]
     for mode in modes:
-        with tempfile.TemporaryDirectory() as workdir:
-            with services(mode, Path(workdir)) as (auth_port, chat_port, chat_pid):
-                result = asyncio.run(run(args, auth_port, chat_port, chat_pid))
+        with (
+            tempfile.TemporaryDirectory() as workdir,
+            services(mode, Path(workdir)) as (auth_port, chat_port, chat_pid),
+        ):
+            result = asyncio.run(run(args, auth_port, chat_port, chat_pid))
         print(
             f"{mode:<9} receivers={args.receivers} streams={args.streams} rooms={args.rooms} "
             f"rate={args.rate:.0f}/s for {args.seconds:.0f}s\n    {result}",

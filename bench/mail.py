@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -122,12 +121,14 @@ async def service(
     else:
         env["CHATMESH_DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir / 'mail.db'}"
         env["CHATMESH_REDIS_URL"] = ""
-    process = subprocess.Popen([sys.executable, "-m", "chatmesh.services.mail"], env=env)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "chatmesh.services.mail", env=env
+    )
     try:
         yield grpc_port, process.pid, env["CHATMESH_DATABASE_URL"]
     finally:
         process.terminate()
-        await asyncio.to_thread(process.wait, 30)
+        await asyncio.wait_for(process.wait(), 30)
         if database:
             await _pg(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
@@ -147,7 +148,7 @@ async def wait_delivered(
 
 
 async def run(  # noqa: PLR0915 (one linear scenario reads best in one place)
-    mode: str, provider: str, count: int, concurrency: int
+    mode: str, provider: str, count: int, concurrency: int, batch: int
 ) -> str:
     sink = Sink()
     sink.expected = count
@@ -172,21 +173,30 @@ async def run(  # noqa: PLR0915 (one linear scenario reads best in one place)
             async def producer() -> None:
                 nonlocal errors
                 while not queue.empty():
-                    i = queue.get_nowait()
+                    chunk = [queue.get_nowait() for _ in range(min(batch, queue.qsize()))]
                     started = time.monotonic()
-                    try:
-                        response = await stub.SendEmail(
-                            mail_pb2.SendEmailRequest(
-                                template_id="system_alert",
-                                recipient=f"user{i}@example.com",
-                                variables=variables,
-                                idempotency_key=f"bench-{i}",
-                            )
+                    requests = [
+                        mail_pb2.SendEmailRequest(
+                            template_id="system_alert",
+                            recipient=f"user{i}@example.com",
+                            variables=variables,
+                            idempotency_key=f"bench-{i}",
                         )
+                        for i in chunk
+                    ]
+                    try:
+                        if batch == 1:
+                            responses = [await stub.SendEmail(requests[0])]
+                        else:
+                            reply = await stub.BatchSendEmails(
+                                mail_pb2.BatchSendEmailsRequest(requests=requests)
+                            )
+                            responses = list(reply.responses)
                     except grpc.aio.AioRpcError:
-                        errors += 1
+                        errors += len(chunk)
                         continue
-                    enqueued[response.email.id] = started
+                    for response in responses:
+                        enqueued[response.email.id] = started
 
             async def sample_rss() -> None:
                 while True:
@@ -210,8 +220,9 @@ async def run(  # noqa: PLR0915 (one linear scenario reads best in one place)
         latencies = [arrivals[i] - enqueued[i] for i in enqueued if i in arrivals]
         delivered = len(latencies) if provider == "smtp" else len(enqueued)
         lines = [
-            f"[{mode}/{provider}] {count} emails, {concurrency} concurrent producers",
-            f"  enqueue:     {len(enqueued) / (t_enqueued - t0):8.1f} SendEmail/s  errors={errors}",
+            f"[{mode}/{provider}] {count} emails, {concurrency} concurrent producers, "
+            f"{'SendEmail' if batch == 1 else f'BatchSendEmails of {batch}'}",
+            f"  enqueue:     {len(enqueued) / (t_enqueued - t0):8.1f} emails/s  errors={errors}",
             f"  end to end:  {delivered / (t_end - t0):8.1f} emails/s "
             f"({delivered} delivered in {t_end - t0:.1f} s)",
         ]
@@ -236,10 +247,16 @@ def main() -> None:
     parser.add_argument("--provider", choices=["smtp", "dev"], default="smtp")
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--batch", type=int, default=1, help="emails per BatchSendEmails call (1: SendEmail)"
+    )
     args = parser.parse_args()
     modes = ["redis", "embedded"] if args.mode == "both" else [args.mode]
     for mode in modes:
-        print(asyncio.run(run(mode, args.provider, args.count, args.concurrency)), flush=True)
+        print(
+            asyncio.run(run(mode, args.provider, args.count, args.concurrency, args.batch)),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

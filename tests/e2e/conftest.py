@@ -56,7 +56,9 @@ def _ensure_web_build() -> Path:
     for cmd in ([npm, "ci", "--no-audit", "--no-fund"], [npm, "run", "build"]):
         done = subprocess.run(cmd, cwd=WEB, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            pytest.fail(f"building the web UI failed ({' '.join(cmd)}):\n{done.stdout}\n{done.stderr}")
+            pytest.fail(
+                f"building the web UI failed ({' '.join(cmd)}):\n{done.stdout}\n{done.stderr}"
+            )
     if not (WEB_OUT / "index.html").is_file():
         pytest.fail(f"`npm run build` did not produce {WEB_OUT}/index.html")
     return WEB_OUT
@@ -67,6 +69,7 @@ class Mesh:
     proc: subprocess.Popen[str]
     base_url: str
     log: Path
+    env: dict[str, str]
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -85,6 +88,37 @@ class Mesh:
             time.sleep(0.1)
         pytest.fail(f"no '{subject}' mail for {email} in the dev output:\n{self.output()[-4000:]}")
 
+    def has_api(self, *paths: str) -> bool:
+        """Whether the BFF documents these routes (prefixes of OpenAPI paths)."""
+        documented = httpx.get(f"{self.base_url}/api/openapi.json", timeout=5).json()["paths"]
+        return all(any(p.startswith(path) for p in documented) for path in paths)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def start(self) -> None:
+        """Start again after stop(): same ports, same data (sessions survive)."""
+        self.proc = _spawn(self.env, self.log)
+        _wait_ready(self)
+
+
+def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+    with log.open("a") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "chatmesh.cli", "dev"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+        )
+
 
 def _wait_ready(mesh: Mesh) -> None:
     deadline = time.monotonic() + START_TIMEOUT
@@ -100,10 +134,9 @@ def _wait_ready(mesh: Mesh) -> None:
     pytest.fail(f"chatmesh dev not ready after {START_TIMEOUT}s:\n{mesh.output()}")
 
 
-@pytest.fixture(scope="session")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+def launch_mesh(tmp: Path) -> Mesh:
+    """`python -m chatmesh.cli dev` on free ports with its data under `tmp`."""
     web_dir = _ensure_web_build()
-    tmp = tmp_path_factory.mktemp("e2e-mesh")
     http_port = free_port()
     env = {
         **os.environ,
@@ -112,38 +145,38 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         "CHATMESH_DEV_DATA_DIR": str(tmp / "data"),
         "CHATMESH_DEV_WEB_DIR": str(web_dir),
         "PYTHONUNBUFFERED": "1",
+        # Every service's metrics endpoint on a port of its own choosing, so that two
+        # meshes (or a developer's `make dev`) never collide.
+        "CHATMESH_METRICS_PORT": "0",
     }
-    # Ports of services that may exist by now (ignored by older `chatmesh dev`s).
+    # Ports of the services that join the mesh later (ignored while they do not exist).
     for name in ("USER", "CHAT", "MAIL", "AI"):
         env.setdefault(f"CHATMESH_DEV_{name}_PORT", str(free_port()))
     log = tmp / "dev.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "chatmesh.cli", "dev"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=ROOT,
-        )
-    mesh = Mesh(proc, f"http://127.0.0.1:{http_port}", log)
+    mesh = Mesh(_spawn(env, log), f"http://127.0.0.1:{http_port}", log, env)
     try:
         _wait_ready(mesh)
-        yield mesh
+    except BaseException:
+        mesh.stop()
+        raise
+    return mesh
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    m = launch_mesh(tmp_path_factory.mktemp("e2e-mesh"))
+    try:
+        yield m
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        m.stop()
 
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
+        pytest.fail(
+            f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)"
+        )
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
@@ -160,9 +193,15 @@ class Contexts:
         self.base_url = base_url
         self.opened: list[BrowserContext] = []
 
-    def new_page(self, *, viewport: dict[str, int] | None = None, dark: bool = False) -> Page:
+    def new_page(
+        self,
+        *,
+        viewport: dict[str, int] | None = None,
+        dark: bool = False,
+        base_url: str | None = None,
+    ) -> Page:
         ctx = self.browser.new_context(
-            base_url=self.base_url,
+            base_url=base_url or self.base_url,
             viewport=viewport or DESKTOP,  # type: ignore[arg-type]
             color_scheme="dark" if dark else "light",
         )

@@ -4,7 +4,7 @@ light and dark themes, at phone and desktop widths."""
 from __future__ import annotations
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
+from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
 from playwright.sync_api import Page, expect
 
 from .conftest import DESKTOP, PHONE, Contexts, shot
@@ -20,7 +20,9 @@ def assert_axe_clean(page: Page, what: str) -> None:
 
 @pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
-def test_public_pages_are_axe_clean(contexts: Contexts, dark: bool, viewport: dict[str, int]) -> None:
+def test_public_pages_are_axe_clean(
+    contexts: Contexts, dark: bool, viewport: dict[str, int]
+) -> None:
     page = contexts.new_page(viewport=viewport, dark=dark)
     tag = f"{'dark' if dark else 'light'}-{viewport['width']}"
     for path, heading in (

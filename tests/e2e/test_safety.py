@@ -21,7 +21,9 @@ def test_xss_in_display_name_is_rendered_as_text(contexts: Contexts) -> None:
     # the name in the header menu is text too
     expect(page.locator("summary")).to_contain_text("<img src=x")
     page.set_viewport_size({"width": 360, "height": 740})
-    expect(page.get_by_role("heading", level=1).filter(visible=True)).to_have_text(f"Welcome, {PAYLOAD}")
+    expect(page.get_by_role("heading", level=1).filter(visible=True)).to_have_text(
+        f"Welcome, {PAYLOAD}"
+    )
     assert page.evaluate("window.__xss") is None
     assert page.locator("main img, header img").count() == 0
     assert page.locator("script:not([src])", has_text="__xss").count() == 0

@@ -9,7 +9,9 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from google.protobuf.struct_pb2 import Struct
 
+from chatmesh.common.errors import from_rpc_error
 from chatmesh.mail.v1 import mail_pb2
 from chatmesh.services.mail.delivery import backoff_delay
 from chatmesh.services.mail.jobqueue import JOBS_STREAM
@@ -130,3 +132,50 @@ async def test_rate_limit_per_recipient_and_category(db_url: str, smtp_sink: Any
         await smtp_sink.wait_count(4)
         await asyncio.sleep(0.3)
     assert smtp_sink.handler.count() == 4
+
+
+async def test_batch_send_is_validated_whole_and_deduplicated(
+    db_url: str, smtp_sink: Any, kit: Any
+) -> None:
+    def request(recipient: str, key: str, **extra: str) -> mail_pb2.SendEmailRequest:
+        variables = Struct()
+        variables.update({**ALERT, **extra})
+        return mail_pb2.SendEmailRequest(
+            template_id="system_alert",
+            recipient=recipient,
+            variables=variables,
+            idempotency_key=key,
+        )
+
+    async with kit.start(kit.smtp_settings(db_url, smtp_sink)) as mail:
+        first = await mail.send("system_alert", "a@example.com", ALERT, key="b-1")
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await mail.stub.BatchSendEmails(
+                mail_pb2.BatchSendEmailsRequest(
+                    requests=[request("b@example.com", "b-2"), request("bad address", "b-3")]
+                )
+            )
+        rejected = from_rpc_error(error.value)
+        assert rejected.code == "invalid_address"
+        assert rejected.details["index"] == 1
+        batch = await mail.stub.BatchSendEmails(
+            mail_pb2.BatchSendEmailsRequest(
+                requests=[
+                    request("a@example.com", "b-1"),
+                    request("b@example.com", "b-2"),
+                    request("b@example.com", "b-2"),
+                    request("c@example.com", "b-4"),
+                ]
+            )
+        )
+        created = [r.created for r in batch.responses]
+        assert created == [False, True, False, True]
+        assert batch.responses[0].email.id == first.email.id
+        assert batch.responses[1].email.id == batch.responses[2].email.id
+        await smtp_sink.wait_count(3)
+        await asyncio.sleep(0.3)
+    assert sorted(r.envelope_to[0] for r in smtp_sink.handler.received) == [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+    ]

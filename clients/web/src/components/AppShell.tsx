@@ -1,7 +1,7 @@
 "use client";
 import Link from "next/link";
 import { usePathname, useRouter, useSearchParams } from "next/navigation";
-import { useEffect, type ReactNode } from "react";
+import { useEffect, useState, type ReactNode } from "react";
 import { api } from "@/lib/api";
 import { setMe, useMe } from "@/lib/session";
 import { connect, disconnect, dismissToast, loadRooms, useChat } from "@/lib/store";
@@ -108,6 +108,7 @@ function Header({ name }: { name: string }) {
             <li><Link className="block px-3 py-2 hover:bg-gray-100 dark:hover:bg-gray-800" href="/profile">Edit profile</Link></li>
             <li><Link className="block px-3 py-2 hover:bg-gray-100 dark:hover:bg-gray-800" href="/friends">Friends</Link></li>
             <li><Link className="block px-3 py-2 hover:bg-gray-100 dark:hover:bg-gray-800" href="/sessions">Sessions</Link></li>
+            <NotificationsItem />
             <li>
               <button type="button" onClick={() => void logout()} className="block w-full px-3 py-2 text-left hover:bg-gray-100 dark:hover:bg-gray-800">
                 Log out
@@ -120,12 +121,36 @@ function Header({ name }: { name: string }) {
   );
 }
 
+/** Ask for browser notifications (used for mentions and DMs while the tab is hidden). */
+function NotificationsItem() {
+  const [permission, setPermission] = useState<string>("unsupported");
+  useEffect(() => {
+    if (typeof Notification !== "undefined") setPermission(Notification.permission);
+  }, []);
+  if (permission !== "default") return null;
+  return (
+    <li>
+      <button
+        type="button"
+        onClick={() => void Notification.requestPermission().then(setPermission)}
+        className="block w-full px-3 py-2 text-left hover:bg-gray-100 dark:hover:bg-gray-800"
+      >
+        Enable notifications
+      </button>
+    </li>
+  );
+}
+
 function ConnectionBanner() {
   const status = useChat((s) => s.status);
-  if (status !== "reconnecting" && status !== "offline") return null;
+  if (status !== "reconnecting" && status !== "offline" && status !== "unavailable") return null;
   return (
     <div role="status" className="shrink-0 bg-amber-100 px-4 py-1.5 text-center text-sm font-medium text-amber-950 dark:bg-amber-900 dark:text-amber-50">
-      {status === "reconnecting" ? "Reconnecting…" : "Offline. Reload the page to sign in again."}
+      {status === "reconnecting"
+        ? "Reconnecting…"
+        : status === "unavailable"
+          ? "Live updates are unavailable right now; retrying…"
+          : "Offline. Reload the page to sign in again."}
     </div>
   );
 }

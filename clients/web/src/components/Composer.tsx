@@ -121,9 +121,7 @@ export function Composer({ roomId, roomName, replyTo, replyName, onCancelReply, 
           maxLength={10000}
           aria-autocomplete="list"
           aria-controls={open ? "mention-list" : undefined}
-          aria-expanded={open}
           aria-activedescendant={open && suggestions[active] ? `mention-${suggestions[active].id}` : undefined}
-          role="combobox"
           onChange={(e) => {
             setValue(e.target.value);
             setCaret(e.target.selectionStart);

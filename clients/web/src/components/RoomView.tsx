@@ -1,9 +1,10 @@
 "use client";
 import Link from "next/link";
+import { useRouter } from "next/navigation";
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
-import { errorText } from "@/lib/api";
+import { api, errorText } from "@/lib/api";
 import { typingUsers } from "@/lib/chatState";
-import { closeRoom, displayName, loadMembers, loadOlder, markVisibleRead, openRoom, roomTitle, useChat } from "@/lib/store";
+import { closeRoom, displayName, forgetRoom, loadMembers, loadOlder, markVisibleRead, openRoom, roomTitle, useChat } from "@/lib/store";
 import { isLocal, layout } from "@/lib/timeline";
 import type { Profile, TimelineMessage } from "@/lib/types";
 import { Composer } from "./Composer";
@@ -15,6 +16,7 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
   const room = s.rooms[roomId];
   const timeline = s.timelines[roomId];
   const me = s.me;
+  const router = useRouter();
   const [error, setError] = useState<string | null>(null);
   const [replyTo, setReplyTo] = useState<TimelineMessage | null>(null);
   const [editing, setEditing] = useState<string | null>(null);
@@ -144,6 +146,17 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
     return [...ids].map((id) => s.profiles[id]).filter((p): p is Profile => Boolean(p));
   }, [room, reads, messages, me, s.profiles]);
 
+  const leave = async () => {
+    if (!window.confirm("Leave this room?")) return;
+    try {
+      await api.post(`/api/v1/rooms/${encodeURIComponent(roomId)}/leave`);
+      forgetRoom(roomId);
+      router.replace("/rooms");
+    } catch (e) {
+      setError(errorText(e));
+    }
+  };
+
   if (!me) return null;
   const title = room ? roomTitle(room, s) : "Room";
 
@@ -157,7 +170,12 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
           <h1 className="truncate text-lg font-semibold">{room?.type === "direct" ? title : `# ${title}`}</h1>
           {room?.topic && <p className="truncate text-sm text-gray-700 dark:text-gray-300">{room.topic}</p>}
         </div>
-        {room && room.type !== "direct" && room.member_count > 0 && <span className="text-sm text-gray-700 dark:text-gray-300">{room.member_count} members</span>}
+        {room && room.type !== "direct" && room.member_count > 0 && <span className="hidden text-sm text-gray-700 sm:inline dark:text-gray-300">{room.member_count} members</span>}
+        {room && room.type !== "direct" && (
+          <button type="button" onClick={() => void leave()} className="rounded-md px-2 py-1 text-sm text-gray-700 hover:bg-gray-100 dark:text-gray-300 dark:hover:bg-gray-800">
+            Leave
+          </button>
+        )}
       </div>
       {error && <div className="p-2"><Alert>{error}</Alert></div>}
       <div className="relative min-h-0 flex-1">
@@ -171,15 +189,15 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
           <ol className="pb-2" aria-live="polite" aria-relevant="additions">
             {items.map((it) =>
               it.kind === "day" ? (
-                <li key={it.key} role="separator" aria-label={it.label} className="my-3 flex items-center gap-3 px-3 text-xs font-semibold text-gray-600 dark:text-gray-400">
+                <li key={it.key} className="my-3 flex items-center gap-3 px-3 text-xs font-semibold text-gray-600 dark:text-gray-400">
                   <span className="h-px flex-1 bg-gray-200 dark:bg-gray-800" />
-                  <span aria-hidden="true">{it.label}</span>
+                  <span>{it.label}</span>
                   <span className="h-px flex-1 bg-gray-200 dark:bg-gray-800" />
                 </li>
               ) : it.kind === "new" ? (
-                <li key={it.key} role="separator" aria-label="New messages" className="my-2 flex items-center gap-3 px-3 text-xs font-semibold text-red-700 dark:text-red-400">
+                <li key={it.key} id="new-messages" className="my-2 flex items-center gap-3 px-3 text-xs font-semibold text-red-700 dark:text-red-400">
                   <span className="h-px flex-1 bg-red-400" />
-                  <span aria-hidden="true">New messages</span>
+                  <span>New messages</span>
                   <span className="h-px flex-1 bg-red-400" />
                 </li>
               ) : (

@@ -16,7 +16,7 @@ import {
 } from "./timeline";
 import type { Message, Presence, Reaction, Room, TimelineMessage, User } from "./types";
 
-export type ConnectionStatus = "idle" | "connecting" | "open" | "reconnecting" | "offline";
+export type ConnectionStatus = "idle" | "connecting" | "open" | "reconnecting" | "unavailable" | "offline";
 
 export interface RoomTimeline {
   messages: TimelineMessage[];

@@ -1,7 +1,9 @@
 // The app's one WebSocket: reconnects with backoff, heartbeats, and tells the store
 // when it opens (so the store can resume) and what arrives.
 
-export type SocketStatus = "connecting" | "open" | "reconnecting" | "offline";
+/** "reconnecting": it was open and dropped; "unavailable": it never opened yet and
+ * keeps retrying; "offline": given up (signed out). */
+export type SocketStatus = "connecting" | "open" | "reconnecting" | "unavailable" | "offline";
 
 export interface SocketHandlers {
   onOpen: () => void;
@@ -22,6 +24,7 @@ export class ChatSocket {
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private pingTimer: ReturnType<typeof setInterval> | null = null;
   private lastHeard = 0;
+  private everOpened = false;
 
   constructor(
     private readonly url: string,
@@ -63,12 +66,17 @@ export class ChatSocket {
     this.connect();
   };
 
+  private retryStatus(): SocketStatus {
+    return this.everOpened ? "reconnecting" : "unavailable";
+  }
+
   private connect(): void {
-    this.h.onStatus(this.attempt === 0 ? "connecting" : "reconnecting");
+    this.h.onStatus(this.attempt === 0 ? "connecting" : this.retryStatus());
     const ws = new WebSocket(this.url);
     this.ws = ws;
     ws.onopen = () => {
       this.attempt = 0;
+      this.everOpened = true;
       this.lastHeard = Date.now();
       this.h.onStatus("open");
       this.h.onOpen();
@@ -98,7 +106,7 @@ export class ChatSocket {
       this.ws = null;
       if (this.stopped) return;
       this.attempt += 1;
-      this.h.onStatus("reconnecting");
+      this.h.onStatus(this.retryStatus());
       const schedule = () => {
         const delay = Math.min(10_000, 500 * 2 ** Math.min(this.attempt - 1, 5)) * (0.8 + Math.random() * 0.4);
         this.retryTimer = setTimeout(() => this.connect(), delay);

@@ -26,43 +26,47 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63hatmesh/mail/v1/mail.proto\x12\x10\x63hatmesh.mail.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xca\x02\n\x05\x45mail\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12+\n\x05state\x18\x05 \x01(\x0e\x32\x1c.chatmesh.mail.v1.EmailState\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tsend_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x10SendEmailRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12*\n\tvariables\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\"L\n\x11SendEmailResponse\x12&\n\x05\x65mail\x18\x01 \x01(\x0b\x32\x17.chatmesh.mail.v1.Email\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1d\n\x0fGetEmailRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x10GetEmailResponse\x12&\n\x05\x65mail\x18\x01 \x01(\x0b\x32\x17.chatmesh.mail.v1.Email\"?\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x17ListDeadLettersResponse\x12\'\n\x06\x65mails\x18\x01 \x03(\x0b\x32\x17.chatmesh.mail.v1.Email\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x17ReplayDeadLetterRequest\x12\n\n\x02id\x18\x01 \x01(\t\"B\n\x18ReplayDeadLetterResponse\x12&\n\x05\x65mail\x18\x01 \x01(\x0b\x32\x17.chatmesh.mail.v1.Email\"v\n\x17NotificationPreferences\x12\x17\n\x0fsecurity_alerts\x18\x01 \x01(\x08\x12\x17\n\x0fmissed_messages\x18\x02 \x01(\x08\x12\x15\n\rweekly_digest\x18\x03 \x01(\x08\x12\x12\n\ndigest_day\x18\x04 \x01(\x05\"#\n!GetNotificationPreferencesRequest\"d\n\"GetNotificationPreferencesResponse\x12>\n\x0bpreferences\x18\x01 \x01(\x0b\x32).chatmesh.mail.v1.NotificationPreferences\"{\n$UpdateNotificationPreferencesRequest\x12>\n\x0bpreferences\x18\x01 \x01(\x0b\x32).chatmesh.mail.v1.NotificationPreferences\x12\x13\n\x0bupdate_mask\x18\x02 \x03(\t\"g\n%UpdateNotificationPreferencesResponse\x12>\n\x0bpreferences\x18\x01 \x01(\x0b\x32).chatmesh.mail.v1.NotificationPreferences*\xf4\x01\n\nEmailState\x12\x1b\n\x17\x45MAIL_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45MAIL_STATE_QUEUED\x10\x01\x12\x17\n\x13\x45MAIL_STATE_SENDING\x10\x02\x12\x14\n\x10\x45MAIL_STATE_SENT\x10\x03\x12\x19\n\x15\x45MAIL_STATE_DELIVERED\x10\x04\x12\x14\n\x10\x45MAIL_STATE_DEAD\x10\x05\x12\x1a\n\x16\x45MAIL_STATE_SUPPRESSED\x10\x06\x12\x1c\n\x18\x45MAIL_STATE_RATE_LIMITED\x10\x07\x12\x17\n\x13\x45MAIL_STATE_BOUNCED\x10\x08\x32\xa6\x05\n\x0bMailService\x12T\n\tSendEmail\x12\".chatmesh.mail.v1.SendEmailRequest\x1a#.chatmesh.mail.v1.SendEmailResponse\x12Q\n\x08GetEmail\x12!.chatmesh.mail.v1.GetEmailRequest\x1a\".chatmesh.mail.v1.GetEmailResponse\x12\x66\n\x0fListDeadLetters\x12(.chatmesh.mail.v1.ListDeadLettersRequest\x1a).chatmesh.mail.v1.ListDeadLettersResponse\x12i\n\x10ReplayDeadLetter\x12).chatmesh.mail.v1.ReplayDeadLetterRequest\x1a*.chatmesh.mail.v1.ReplayDeadLetterResponse\x12\x87\x01\n\x1aGetNotificationPreferences\x12\x33.chatmesh.mail.v1.GetNotificationPreferencesRequest\x1a\x34.chatmesh.mail.v1.GetNotificationPreferencesResponse\x12\x90\x01\n\x1dUpdateNotificationPreferences\x12\x36.chatmesh.mail.v1.UpdateNotificationPreferencesRequest\x1a\x37.chatmesh.mail.v1.UpdateNotificationPreferencesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63hatmesh/mail/v1/mail.proto\x12\x10\x63hatmesh.mail.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xca\x02\n\x05\x45mail\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12+\n\x05state\x18\x05 \x01(\x0e\x32\x1c.chatmesh.mail.v1.EmailState\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tsend_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x10SendEmailRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12*\n\tvariables\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\"L\n\x11SendEmailResponse\x12&\n\x05\x65mail\x18\x01 \x01(\x0b\x32\x17.chatmesh.mail.v1.Email\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"N\n\x16\x42\x61tchSendEmailsRequest\x12\x34\n\x08requests\x18\x01 \x03(\x0b\x32\".chatmesh.mail.v1.SendEmailRequest\"Q\n\x17\x42\x61tchSendEmailsResponse\x12\x36\n\tresponses\x18\x01 \x03(\x0b\x32#.chatmesh.mail.v1.SendEmailResponse\"\x1d\n\x0fGetEmailRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x10GetEmailResponse\x12&\n\x05\x65mail\x18\x01 \x01(\x0b\x32\x17.chatmesh.mail.v1.Email\"?\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x17ListDeadLettersResponse\x12\'\n\x06\x65mails\x18\x01 \x03(\x0b\x32\x17.chatmesh.mail.v1.Email\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x17ReplayDeadLetterRequest\x12\n\n\x02id\x18\x01 \x01(\t\"B\n\x18ReplayDeadLetterResponse\x12&\n\x05\x65mail\x18\x01 \x01(\x0b\x32\x17.chatmesh.mail.v1.Email\"v\n\x17NotificationPreferences\x12\x17\n\x0fsecurity_alerts\x18\x01 \x01(\x08\x12\x17\n\x0fmissed_messages\x18\x02 \x01(\x08\x12\x15\n\rweekly_digest\x18\x03 \x01(\x08\x12\x12\n\ndigest_day\x18\x04 \x01(\x05\"#\n!GetNotificationPreferencesRequest\"d\n\"GetNotificationPreferencesResponse\x12>\n\x0bpreferences\x18\x01 \x01(\x0b\x32).chatmesh.mail.v1.NotificationPreferences\"{\n$UpdateNotificationPreferencesRequest\x12>\n\x0bpreferences\x18\x01 \x01(\x0b\x32).chatmesh.mail.v1.NotificationPreferences\x12\x13\n\x0bupdate_mask\x18\x02 \x03(\t\"g\n%UpdateNotificationPreferencesResponse\x12>\n\x0bpreferences\x18\x01 \x01(\x0b\x32).chatmesh.mail.v1.NotificationPreferences*\xf4\x01\n\nEmailState\x12\x1b\n\x17\x45MAIL_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45MAIL_STATE_QUEUED\x10\x01\x12\x17\n\x13\x45MAIL_STATE_SENDING\x10\x02\x12\x14\n\x10\x45MAIL_STATE_SENT\x10\x03\x12\x19\n\x15\x45MAIL_STATE_DELIVERED\x10\x04\x12\x14\n\x10\x45MAIL_STATE_DEAD\x10\x05\x12\x1a\n\x16\x45MAIL_STATE_SUPPRESSED\x10\x06\x12\x1c\n\x18\x45MAIL_STATE_RATE_LIMITED\x10\x07\x12\x17\n\x13\x45MAIL_STATE_BOUNCED\x10\x08\x32\x8e\x06\n\x0bMailService\x12T\n\tSendEmail\x12\".chatmesh.mail.v1.SendEmailRequest\x1a#.chatmesh.mail.v1.SendEmailResponse\x12\x66\n\x0f\x42\x61tchSendEmails\x12(.chatmesh.mail.v1.BatchSendEmailsRequest\x1a).chatmesh.mail.v1.BatchSendEmailsResponse\x12Q\n\x08GetEmail\x12!.chatmesh.mail.v1.GetEmailRequest\x1a\".chatmesh.mail.v1.GetEmailResponse\x12\x66\n\x0fListDeadLetters\x12(.chatmesh.mail.v1.ListDeadLettersRequest\x1a).chatmesh.mail.v1.ListDeadLettersResponse\x12i\n\x10ReplayDeadLetter\x12).chatmesh.mail.v1.ReplayDeadLetterRequest\x1a*.chatmesh.mail.v1.ReplayDeadLetterResponse\x12\x87\x01\n\x1aGetNotificationPreferences\x12\x33.chatmesh.mail.v1.GetNotificationPreferencesRequest\x1a\x34.chatmesh.mail.v1.GetNotificationPreferencesResponse\x12\x90\x01\n\x1dUpdateNotificationPreferences\x12\x36.chatmesh.mail.v1.UpdateNotificationPreferencesRequest\x1a\x37.chatmesh.mail.v1.UpdateNotificationPreferencesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chatmesh.mail.v1.mail_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EMAILSTATE']._serialized_start=1516
-  _globals['_EMAILSTATE']._serialized_end=1760
+  _globals['_EMAILSTATE']._serialized_start=1679
+  _globals['_EMAILSTATE']._serialized_end=1923
   _globals['_EMAIL']._serialized_start=113
   _globals['_EMAIL']._serialized_end=443
   _globals['_SENDEMAILREQUEST']._serialized_start=446
   _globals['_SENDEMAILREQUEST']._serialized_end=590
   _globals['_SENDEMAILRESPONSE']._serialized_start=592
   _globals['_SENDEMAILRESPONSE']._serialized_end=668
-  _globals['_GETEMAILREQUEST']._serialized_start=670
-  _globals['_GETEMAILREQUEST']._serialized_end=699
-  _globals['_GETEMAILRESPONSE']._serialized_start=701
-  _globals['_GETEMAILRESPONSE']._serialized_end=759
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=761
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=824
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=826
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=917
-  _globals['_REPLAYDEADLETTERREQUEST']._serialized_start=919
-  _globals['_REPLAYDEADLETTERREQUEST']._serialized_end=956
-  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_start=958
-  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_end=1024
-  _globals['_NOTIFICATIONPREFERENCES']._serialized_start=1026
-  _globals['_NOTIFICATIONPREFERENCES']._serialized_end=1144
-  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_start=1146
-  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_end=1181
-  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1183
-  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1283
-  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_start=1285
-  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_end=1408
-  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1410
-  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1513
-  _globals['_MAILSERVICE']._serialized_start=1763
-  _globals['_MAILSERVICE']._serialized_end=2441
+  _globals['_BATCHSENDEMAILSREQUEST']._serialized_start=670
+  _globals['_BATCHSENDEMAILSREQUEST']._serialized_end=748
+  _globals['_BATCHSENDEMAILSRESPONSE']._serialized_start=750
+  _globals['_BATCHSENDEMAILSRESPONSE']._serialized_end=831
+  _globals['_GETEMAILREQUEST']._serialized_start=833
+  _globals['_GETEMAILREQUEST']._serialized_end=862
+  _globals['_GETEMAILRESPONSE']._serialized_start=864
+  _globals['_GETEMAILRESPONSE']._serialized_end=922
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=924
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=987
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=989
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1080
+  _globals['_REPLAYDEADLETTERREQUEST']._serialized_start=1082
+  _globals['_REPLAYDEADLETTERREQUEST']._serialized_end=1119
+  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_start=1121
+  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_end=1187
+  _globals['_NOTIFICATIONPREFERENCES']._serialized_start=1189
+  _globals['_NOTIFICATIONPREFERENCES']._serialized_end=1307
+  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_start=1309
+  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_end=1344
+  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1346
+  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1446
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_start=1448
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_end=1571
+  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1573
+  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1676
+  _globals['_MAILSERVICE']._serialized_start=1926
+  _globals['_MAILSERVICE']._serialized_end=2708
 # @@protoc_insertion_point(module_scope)

@@ -185,6 +185,48 @@ class SendEmailResponse(_message.Message):
 Global___SendEmailResponse: _TypeAlias = SendEmailResponse  # noqa: Y015
 
 @_typing.final
+class BatchSendEmailsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___SendEmailRequest]: ...
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___SendEmailRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchSendEmailsRequest: _TypeAlias = BatchSendEmailsRequest  # noqa: Y015
+
+@_typing.final
+class BatchSendEmailsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___SendEmailResponse]:
+        """In the order of the requests."""
+
+    def __init__(
+        self,
+        *,
+        responses: _abc.Iterable[Global___SendEmailResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["responses", b"responses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchSendEmailsResponse: _TypeAlias = BatchSendEmailsResponse  # noqa: Y015
+
+@_typing.final
 class GetEmailRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -46,6 +46,11 @@ class MailServiceStub:
                 request_serializer=chatmesh_dot_mail_dot_v1_dot_mail__pb2.SendEmailRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_mail_dot_v1_dot_mail__pb2.SendEmailResponse.FromString,
                 _registered_method=True)
+        self.BatchSendEmails = channel.unary_unary(
+                '/chatmesh.mail.v1.MailService/BatchSendEmails',
+                request_serializer=chatmesh_dot_mail_dot_v1_dot_mail__pb2.BatchSendEmailsRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_mail_dot_v1_dot_mail__pb2.BatchSendEmailsResponse.FromString,
+                _registered_method=True)
         self.GetEmail = channel.unary_unary(
                 '/chatmesh.mail.v1.MailService/GetEmail',
                 request_serializer=chatmesh_dot_mail_dot_v1_dot_mail__pb2.GetEmailRequest.SerializeToString,
@@ -86,6 +91,15 @@ class MailServiceServicer:
     def SendEmail(self, request, context):
         """Queues one email. A repeated idempotency key returns the first email
         and sends nothing new.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchSendEmails(self, request, context):
+        """Queues up to 500 emails at once (digests, bulk callers). Every request is
+        validated first: one invalid request rejects the whole batch, and the
+        error's details name its index.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,6 +147,11 @@ def add_MailServiceServicer_to_server(servicer, server):
                     servicer.SendEmail,
                     request_deserializer=chatmesh_dot_mail_dot_v1_dot_mail__pb2.SendEmailRequest.FromString,
                     response_serializer=chatmesh_dot_mail_dot_v1_dot_mail__pb2.SendEmailResponse.SerializeToString,
+            ),
+            'BatchSendEmails': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchSendEmails,
+                    request_deserializer=chatmesh_dot_mail_dot_v1_dot_mail__pb2.BatchSendEmailsRequest.FromString,
+                    response_serializer=chatmesh_dot_mail_dot_v1_dot_mail__pb2.BatchSendEmailsResponse.SerializeToString,
             ),
             'GetEmail': grpc.unary_unary_rpc_method_handler(
                     servicer.GetEmail,
@@ -194,6 +213,33 @@ class MailService:
             '/chatmesh.mail.v1.MailService/SendEmail',
             chatmesh_dot_mail_dot_v1_dot_mail__pb2.SendEmailRequest.SerializeToString,
             chatmesh_dot_mail_dot_v1_dot_mail__pb2.SendEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchSendEmails(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.mail.v1.MailService/BatchSendEmails',
+            chatmesh_dot_mail_dot_v1_dot_mail__pb2.BatchSendEmailsRequest.SerializeToString,
+            chatmesh_dot_mail_dot_v1_dot_mail__pb2.BatchSendEmailsResponse.FromString,
             options,
             channel_credentials,
             insecure,

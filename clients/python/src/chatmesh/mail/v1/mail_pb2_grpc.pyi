@@ -27,6 +27,11 @@ class MailServiceStub:
     """Queues one email. A repeated idempotency key returns the first email
     and sends nothing new.
     """
+    BatchSendEmails: _aio.UnaryUnaryMultiCallable[_mail_pb2.BatchSendEmailsRequest, _mail_pb2.BatchSendEmailsResponse]
+    """Queues up to 500 emails at once (digests, bulk callers). Every request is
+    validated first: one invalid request rejects the whole batch, and the
+    error's details name its index.
+    """
     GetEmail: _aio.UnaryUnaryMultiCallable[_mail_pb2.GetEmailRequest, _mail_pb2.GetEmailResponse]
     """The current state of one email."""
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_mail_pb2.ListDeadLettersRequest, _mail_pb2.ListDeadLettersResponse]
@@ -56,6 +61,17 @@ class MailServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _abc.Awaitable[_mail_pb2.SendEmailResponse]:
         """Queues one email. A repeated idempotency key returns the first email
         and sends nothing new.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchSendEmails(
+        self,
+        request: _mail_pb2.BatchSendEmailsRequest,
+        context: _aio.ServicerContext[_mail_pb2.BatchSendEmailsRequest, _abc.Awaitable[_mail_pb2.BatchSendEmailsResponse]],
+    ) -> _abc.Awaitable[_mail_pb2.BatchSendEmailsResponse]:
+        """Queues up to 500 emails at once (digests, bulk callers). Every request is
+        validated first: one invalid request rejects the whole batch, and the
+        error's details name its index.
         """
 
     @_abc_1.abstractmethod

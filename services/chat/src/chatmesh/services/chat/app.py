@@ -102,18 +102,17 @@ async def serve(
         runtime.hub = hub
 
         room_relay = RoomEventRelay(db, pubsub, poll_interval=settings.relay_poll_seconds)
-        outbox_relay = OutboxRelay(db, bus)
+        # Service events (MessageCreated, MentionCreated) feed notifications, not
+        # the live path: publishing them in batches every poll keeps the cost per
+        # message low, so the outbox relay is not woken after each commit.
+        outbox_relay = OutboxRelay(db, bus, poll_interval=settings.outbox_poll_seconds)
         directory = UserDirectory(db)
         consumer = _consumer_name(settings)
         runtime.spawn(room_relay.run)
         runtime.spawn(outbox_relay.run)
         runtime.spawn(lambda stop: directory.consume(bus, consumer, stop))
 
-        def committed() -> None:
-            room_relay.wake()
-            outbox_relay.wake()
-
-        service = ChatService(db=db, blocks=block_checker, on_commit=committed)
+        service = ChatService(db=db, blocks=block_checker, on_commit=room_relay.wake)
         sessions = make_session_factory(
             hub=hub,
             store=service,

@@ -24,15 +24,17 @@ from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import and_, delete, func, or_, update
+from sqlalchemy import insert as sa_insert
+from sqlalchemy import select as sa_select
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatmesh.chat.v1 import resources_pb2 as pb
-from chatmesh.common.db import Database
 from chatmesh.common.logging import get_logger
 from chatmesh.common.pubsub import PubSub
 from chatmesh.services.chat import models, views
+from chatmesh.services.chat.database import ChatDatabase
 
 log = get_logger("chatmesh.chat.eventlog")
 
@@ -52,23 +54,21 @@ def user_channel(user_id: str) -> str:
     return USER_CHANNEL_PREFIX + user_id
 
 
-async def append(
+async def reserve(
     session: AsyncSession,
     room: models.Room,
     event: pb.RoomEvent,
     *,
     now: datetime,
     **room_values: Any,
-) -> models.RoomEventRow:
-    """Give `event` the room's next seq and store it (with its publish-queue row).
+) -> int:
+    """Give `event` the room's next seq (and its room id and time); `record` it
+    once its payload is complete, in the same transaction.
 
     The seq comes from `UPDATE rooms SET last_seq = last_seq + 1 ... RETURNING`,
     which also locks the room row until commit, so seqs are gapless and commit
     in order. `room_values` are other room columns to set in the same statement;
-    `room` (the ORM row) is brought up to date without another write. Returns
-    the stored row: to put data that depends on the seq into the event (a
-    message's seq, a room snapshot), change the event and call
-    `restore(row, event)` before the transaction ends.
+    `room` (the ORM row) is brought up to date without another write.
     """
     table = models.Room
     statement = (
@@ -86,21 +86,35 @@ async def append(
     event.room_id = room.id
     event.seq = seq
     event.create_time.CopyFrom(views.timestamp(now))
-    row = models.RoomEventRow(
-        room_id=room.id,
-        seq=seq,
-        message_id=message_id_of(event) or None,
-        payload=event.SerializeToString(),
-        create_time=now,
+    return seq
+
+
+async def record(session: AsyncSession, event: pb.RoomEvent, *, now: datetime) -> None:
+    """Store a reserved event in the log and in the publish queue."""
+    await session.exec(
+        sa_insert(_LOG).values(
+            room_id=event.room_id,
+            seq=event.seq,
+            message_id=message_id_of(event) or None,
+            payload=event.SerializeToString(),
+            create_time=now,
+        )
     )
-    session.add(row)
-    session.add(models.PendingRoomEvent(room_id=room.id, seq=seq))
-    return row
+    await session.exec(sa_insert(_QUEUE).values(room_id=event.room_id, seq=event.seq))
 
 
-def restore(row: models.RoomEventRow, event: pb.RoomEvent) -> None:
-    """Store `event` (changed after `append`) in its log row again."""
-    row.payload = event.SerializeToString()
+async def append(
+    session: AsyncSession,
+    room: models.Room,
+    event: pb.RoomEvent,
+    *,
+    now: datetime,
+    **room_values: Any,
+) -> int:
+    """`reserve` + `record`, for an event whose payload does not need its seq."""
+    seq = await reserve(session, room, event, now=now, **room_values)
+    await record(session, event, now=now)
+    return seq
 
 
 def message_id_of(event: pb.RoomEvent) -> str:
@@ -207,6 +221,8 @@ def _advisory_key() -> int:
 
 
 RELAY_LOCK_KEY = _advisory_key()
+_QUEUE = models.ROOM_EVENT_QUEUE
+_LOG = models.ROOM_EVENTS
 
 
 class RoomEventRelay:
@@ -219,7 +235,7 @@ class RoomEventRelay:
 
     def __init__(
         self,
-        db: Database,
+        db: ChatDatabase,
         pubsub: PubSub,
         *,
         poll_interval: float = 0.25,
@@ -251,17 +267,19 @@ class RoomEventRelay:
                 return total
 
     async def _publish_batch(self) -> int | None:
-        async with self._db.transaction() as session:
+        queue, log_ = _QUEUE, _LOG
+        async with self._db.connection() as connection:
             if not self._db.is_sqlite:
-                locked = await session.exec(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY)))
-                if not locked.one():
+                locked = await connection.execute(
+                    sa_select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))
+                )
+                got: object = locked.scalar_one()
+                if got is not True:
                     return None
             pending = (
-                await session.exec(
-                    select(models.PendingRoomEvent)
-                    .order_by(
-                        col(models.PendingRoomEvent.room_id), col(models.PendingRoomEvent.seq)
-                    )
+                await connection.execute(
+                    sa_select(queue.c.room_id, queue.c.seq)
+                    .order_by(queue.c.room_id, queue.c.seq)
                     .limit(self._batch_size)
                 )
             ).all()
@@ -271,35 +289,38 @@ class RoomEventRelay:
             # (seqs commit in order), so a range per room covers the batch.
             ranges: dict[str, tuple[int, int]] = {}
             for row in pending:
-                low, high = ranges.get(row.room_id, (row.seq, row.seq))
-                ranges[row.room_id] = (min(low, row.seq), max(high, row.seq))
-            log_table = models.RoomEventRow
-            payloads = (
-                await session.exec(
-                    select(log_table.payload)
-                    .where(
-                        or_(
-                            *(
-                                and_(
-                                    col(log_table.room_id) == room_id,
-                                    col(log_table.seq) >= low,
-                                    col(log_table.seq) <= high,
+                room_id, seq = str(row[0]), int(row[1])
+                low, high = ranges.get(room_id, (seq, seq))
+                ranges[room_id] = (min(low, seq), max(high, seq))
+            payloads: list[bytes] = list(
+                (
+                    await connection.execute(
+                        sa_select(log_.c.payload)
+                        .where(
+                            or_(
+                                *(
+                                    and_(
+                                        log_.c.room_id == room_id,
+                                        log_.c.seq >= low,
+                                        log_.c.seq <= high,
+                                    )
+                                    for room_id, (low, high) in ranges.items()
                                 )
-                                for room_id, (low, high) in ranges.items()
                             )
                         )
+                        .order_by(log_.c.room_id, log_.c.seq)
                     )
-                    .order_by(col(log_table.room_id), col(log_table.seq))
                 )
-            ).all()
+                .scalars()
+                .all()
+            )
             for payload in payloads:
                 event = pb.RoomEvent.FromString(payload)
                 for channel in channels_for(event):
                     await self._pubsub.publish(channel, payload)
-            queue = models.PendingRoomEvent
             for room_id, (_low, high) in ranges.items():
-                await session.exec(
-                    delete(queue).where(col(queue.room_id) == room_id, col(queue.seq) <= high)
+                await connection.execute(
+                    delete(queue).where(queue.c.room_id == room_id, queue.c.seq <= high)
                 )
             PUBLISHED.inc(len(payloads))
             return len(pending)

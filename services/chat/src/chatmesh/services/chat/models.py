@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, Table, Text, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -134,3 +134,15 @@ class PendingRoomEvent(ChatTable, table=True):
 
     room_id: str = Field(primary_key=True, max_length=36)
     seq: int = Field(primary_key=True, sa_type=_SEQ)
+
+
+def table_of(model: type[ChatTable]) -> Table:
+    """The Core table of a model, for plain INSERT/UPDATE/SELECT on hot paths."""
+    return model.__table__  # type: ignore[attr-defined,no-any-return]
+
+
+MESSAGES = table_of(Message)
+MENTIONS = table_of(Mention)
+MEMBERS = table_of(Member)
+ROOM_EVENTS = table_of(RoomEventRow)
+ROOM_EVENT_QUEUE = table_of(PendingRoomEvent)

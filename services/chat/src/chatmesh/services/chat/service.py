@@ -4,7 +4,7 @@ history, search. Plain async methods taking the caller's user id; no gRPC.
 Every mutating operation runs in one transaction that first locks the room row
 (`SELECT ... FOR UPDATE`; on SQLite every transaction is exclusive anyway), so
 membership and role checks cannot race with the changes they guard, and the
-room's events get consecutive seqs in commit order (see `eventlog.append`).
+room's events get consecutive seqs in commit order (see `eventlog.reserve`).
 Service events (`MessageCreated`, `MentionCreated`) go into the outbox in the
 same transaction.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import and_, delete, func, or_
+from sqlalchemy import and_, delete, func, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -290,9 +290,6 @@ class ChatService:
         now: datetime,
         **room_values: object,
     ) -> int:
-        for name, value in room_values.items():
-            setattr(room, name, value)
-        await session.flush()
         event = pb.RoomEvent(
             actor_id=actor_id,
             member_changed=pb.RoomEvent.MemberChanged(
@@ -301,11 +298,11 @@ class ChatService:
                 role=views.ROLES[role] if role else pb.MEMBER_ROLE_UNSPECIFIED,
             ),
         )
-        row = await eventlog.append(session, room, event, now=now)
-        # The snapshot is taken after the seq bump so that room.last_seq is this event.
+        seq = await eventlog.reserve(session, room, event, now=now, **room_values)
+        # The snapshot is taken after the seq bump, so room.last_seq is this event.
         event.member_changed.room.CopyFrom(await self._snapshot(session, room))
-        eventlog.restore(row, event)
-        return row.seq
+        await eventlog.record(session, event, now=now)
+        return seq
 
     # --- rooms ------------------------------------------------------------------------
 
@@ -340,8 +337,9 @@ class ChatService:
             session.add(room)
             await session.flush()
             created = pb.RoomEvent(actor_id=user_id, room_created=pb.RoomEvent.RoomCreated())
-            created_row = await eventlog.append(session, room, created, now=now)
-            await self._complete_room_created(session, room, created_row, created)
+            await eventlog.reserve(session, room, created, now=now)
+            created.room_created.room.CopyFrom(await self._snapshot(session, room))
+            await eventlog.record(session, created, now=now)
             member = models.Member(
                 room_id=room.id, user_id=user_id, role=models.ROLE_OWNER, join_time=now, join_seq=0
             )
@@ -359,16 +357,6 @@ class ChatService:
             return await self._view(session, user_id, room, member)
 
         return await self._write(operation)
-
-    async def _complete_room_created(
-        self,
-        session: AsyncSession,
-        room: models.Room,
-        row: models.RoomEventRow,
-        event: pb.RoomEvent,
-    ) -> None:
-        event.room_created.room.CopyFrom(await self._snapshot(session, room))
-        eventlog.restore(row, event)
 
     async def get_room(self, user_id: str, room_id: str) -> pb.Room:
         async with self._db.transaction() as session:
@@ -436,9 +424,9 @@ class ChatService:
                 await session.flush()
                 now = self._clock()
                 updated = pb.RoomEvent(actor_id=user_id, room_updated=pb.RoomEvent.RoomUpdated())
-                row = await eventlog.append(session, room, updated, now=now)
+                await eventlog.reserve(session, room, updated, now=now)
                 updated.room_updated.room.CopyFrom(await self._snapshot(session, room))
-                eventlog.restore(row, updated)
+                await eventlog.record(session, updated, now=now)
             return await self._view(session, user_id, room, member)
 
         return await self._write(operation)
@@ -724,7 +712,7 @@ class ChatService:
             # `_write` runs this again and it finds the winner's room.
             await session.flush()
             created = pb.RoomEvent(actor_id=user_id, room_created=pb.RoomEvent.RoomCreated())
-            created_row = await eventlog.append(session, room, created, now=now)
+            await eventlog.reserve(session, room, created, now=now)
             mine: models.Member | None = None
             for count, member_id in enumerate([user_id, *others], start=1):
                 member = models.Member(
@@ -748,7 +736,8 @@ class ChatService:
                     member_count=count,
                 )
                 mine = mine or member
-            await self._complete_room_created(session, room, created_row, created)
+            created.room_created.room.CopyFrom(await self._snapshot(session, room))
+            await eventlog.record(session, created, now=now)
             assert mine is not None
             return await self._view(session, user_id, room, mine), True
 
@@ -860,7 +849,7 @@ class ChatService:
                 return loaded[existing.id], False
             # Everything that only reads happens before the room lock is taken (by
             # the seq bump below), so that sends to one room hold it briefly.
-            room, member = await self._membership(session, room_id, user_id)
+            room, _ = await self._membership(session, room_id, user_id)
             if reply_to:
                 parent = (
                     await session.exec(
@@ -889,27 +878,47 @@ class ChatService:
                 message_created=pb.RoomEvent.MessageCreated(message=pb.Message(id=message.id)),
             )
             mentioned = await self._resolve_mentions(session, room.id, user_id, body)
-            created_row = await eventlog.append(
+            message.seq = await eventlog.reserve(
                 session, room, created, now=now, last_message_id=message.id, activity_time=now
             )
             if not self._db.is_sqlite and not await self._still_member(session, room.id, user_id):
                 # Removed while this send waited for the lock (SQLite runs one
                 # transaction at a time, so there the first check holds).
                 raise _not_a_member()
-            message.seq = created_row.seq
-            session.add(message)
+            # Plain inserts, in the order the foreign keys need. A concurrent
+            # duplicate of (sender, client_msg_id) fails on the first one, inside
+            # this transaction, and `_write` retries into the branch above.
+            await session.exec(
+                insert(models.MESSAGES).values(
+                    id=message.id,
+                    room_id=message.room_id,
+                    seq=message.seq,
+                    sender_id=user_id,
+                    client_msg_id=client_msg_id,
+                    body=body,
+                    reply_to=message.reply_to,
+                    create_time=now,
+                )
+            )
             view = views.message(message, mention_ids=sorted(mentioned))
             created.message_created.message.CopyFrom(view)
-            eventlog.restore(created_row, created)
+            await eventlog.record(session, created, now=now)
             if mentioned:
-                await session.flush()  # the message row first: mentions refer to it
-            for mentioned_id in mentioned:
-                session.add(models.Mention(message_id=message.id, user_id=mentioned_id))
+                await session.exec(
+                    insert(models.MENTIONS).values(
+                        [{"message_id": message.id, "user_id": m} for m in mentioned]
+                    )
+                )
             # Sending implies having read everything up to one's own message.
-            member.last_read_seq = message.seq
-            # The insert runs here, so that a concurrent duplicate fails inside
-            # this transaction (and `_write` retries into the branch above).
-            await session.flush()
+            await session.exec(
+                update(models.MEMBERS)
+                .where(
+                    models.MEMBERS.c.room_id == room.id,
+                    models.MEMBERS.c.user_id == user_id,
+                    models.MEMBERS.c.last_read_seq < message.seq,
+                )
+                .values(last_read_seq=message.seq)
+            )
             add_event(
                 session,
                 SOURCE,
@@ -977,10 +986,10 @@ class ChatService:
                     actor_id=user_id,
                     message_updated=pb.RoomEvent.MessageUpdated(message=pb.Message(id=message.id)),
                 )
-                row = await eventlog.append(session, room, updated, now=now)
+                await eventlog.reserve(session, room, updated, now=now)
                 current = (await eventlog.load_messages(session, [message.id]))[message.id]
                 updated.message_updated.message.CopyFrom(current)
-                eventlog.restore(row, updated)
+                await eventlog.record(session, updated, now=now)
                 return current
             return (await eventlog.load_messages(session, [message.id]))[message.id]
 
@@ -1004,10 +1013,10 @@ class ChatService:
                     actor_id=user_id,
                     message_deleted=pb.RoomEvent.MessageDeleted(message_id=message.id),
                 )
-                row = await eventlog.append(session, room, deleted, now=now)
+                await eventlog.reserve(session, room, deleted, now=now)
                 tombstone = (await eventlog.load_messages(session, [message.id]))[message.id]
                 deleted.message_deleted.message.CopyFrom(tombstone)
-                eventlog.restore(row, deleted)
+                await eventlog.record(session, deleted, now=now)
                 await eventlog.scrub(session, room.id, tombstone)
                 return tombstone
             return (await eventlog.load_messages(session, [message.id]))[message.id]
@@ -1096,10 +1105,10 @@ class ChatService:
                     message_id=message.id, emoji=emoji, user_id=user_id, added=add
                 ),
             )
-            row = await eventlog.append(session, room, reacted, now=now)
+            await eventlog.reserve(session, room, reacted, now=now)
             current = (await eventlog.load_messages(session, [message.id]))[message.id]
             reacted.reaction_updated.reactions.extend(current.reactions)
-            eventlog.restore(row, reacted)
+            await eventlog.record(session, reacted, now=now)
             return current
 
         return await self._write(operation)

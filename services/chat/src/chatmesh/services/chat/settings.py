@@ -26,5 +26,7 @@ class ChatSettings(ServiceSettings):
     # How often the room event relay looks for unpublished events when nobody
     # woke it (a commit in this process wakes it at once).
     relay_poll_seconds: float = Field(default=0.25, gt=0, le=60)
+    # How often outbox events (MessageCreated, MentionCreated) go to the bus.
+    outbox_poll_seconds: float = Field(default=0.2, gt=0, le=60)
     # Consumer name in the `chat` group of `events.auth` (unique per replica).
     consumer_name: str = Field(default="", max_length=100)

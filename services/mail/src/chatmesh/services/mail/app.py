@@ -133,6 +133,7 @@ async def serve(
             unsubscribe_secret=settings.unsubscribe_secret,
             unsubscribe_url=settings.resolved_unsubscribe_url(),
             requeue_after=settings.requeue_after_seconds,
+            operators=settings.operator_list(),
         )
         runtime.service = service
         deliverer = Deliverer(

@@ -142,7 +142,10 @@ class Deliverer:
         now = self._clock()
         table = models.EMAILS
         async with self._db.transaction() as session:
-            result = await (await session.connection()).execute(
+            # Core statements on the session's connection: multi-row RETURNING
+            # and executemany, without the ORM's per-row bookkeeping.
+            connection = await session.connection()
+            result = await connection.execute(
                 update(table)
                 .where(table.c.id.in_(email_ids))
                 .where(
@@ -166,7 +169,7 @@ class Deliverer:
             if not claimed:
                 return [], set()
             keys = {email.id: _address_key(email.recipient) for email in claimed}
-            found = await (await session.connection()).execute(
+            found = await connection.execute(
                 select(Suppression.address).where(col(Suppression.address).in_(set(keys.values())))
             )
             blocked = {row[0] for row in found.all()}
@@ -218,8 +221,9 @@ class Deliverer:
         mine = (table.c.id == bindparam("b_id")) & (table.c.state == models.SENDING)
         done = {"update_time": now, "claim_time": None}
         async with self._db.transaction() as session:
+            connection = await session.connection()
             if sent:
-                await (await session.connection()).execute(
+                await connection.execute(
                     update(table)
                     .where(mine)
                     .values(
@@ -232,7 +236,7 @@ class Deliverer:
                     sent,
                 )
             if final:
-                await (await session.connection()).execute(
+                await connection.execute(
                     update(table)
                     .where(mine)
                     .values(
@@ -244,7 +248,7 @@ class Deliverer:
                     final,
                 )
             if retry:
-                await (await session.connection()).execute(
+                await connection.execute(
                     update(table)
                     .where(mine)
                     .values(

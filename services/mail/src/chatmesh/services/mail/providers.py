@@ -113,6 +113,7 @@ class SmtpProvider:
             username=s.smtp_username or None,
             password=s.smtp_password or None,
             timeout=s.smtp_timeout_seconds,
+            cert_bundle=s.smtp_ca_file or None,
         )
 
     async def send(self, email: OutgoingEmail) -> str:

@@ -161,6 +161,21 @@ def create_rest_app(
         )
         return JSONResponse({"email": email_json(email)}, status_code=202 if created else 200)
 
+    async def alert(request: Request) -> Response:
+        check_api_key(request)
+        body = await _json(request)
+        if not isinstance(body, dict):
+            raise InvalidArgument("the body must be a JSON object", code="invalid_json")
+        results = await service.alert_operators(
+            title=_string(body, "title", required=True),
+            message=_string(body, "message", required=True),
+            severity=_string(body, "severity") or "warning",
+            idempotency_key=_string(body, "idempotency_key"),
+        )
+        return JSONResponse(
+            {"emails": [email_json(email) for email, _ in results]}, status_code=202
+        )
+
     async def get_email(request: Request) -> Response:
         check_api_key(request)
         email = await service.get_email(request.path_params["email_id"])
@@ -241,6 +256,7 @@ def create_rest_app(
         routes=[
             Route("/v1/emails", _guarded(send_email), methods=["POST"]),
             Route("/v1/emails/{email_id}", _guarded(get_email), methods=["GET"]),
+            Route("/v1/alerts", _guarded(alert), methods=["POST"]),
             Route("/v1/webhooks/sendgrid", _guarded(sendgrid_webhook), methods=["POST"]),
             Route("/v1/webhooks/ses", _guarded(ses_webhook), methods=["POST"]),
             Route("/v1/unsubscribe", _guarded(unsubscribe), methods=["GET", "POST"]),

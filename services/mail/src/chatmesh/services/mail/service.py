@@ -4,9 +4,10 @@ dead-letter queue, preferences and unsubscribe, and provider feedback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from chatmesh.common.db import Database
-from chatmesh.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from chatmesh.common.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceError
 from chatmesh.common.logging import get_logger
 from chatmesh.common.ratelimit import RateLimiter
 from chatmesh.services.mail import models
@@ -38,6 +39,8 @@ log = get_logger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 200
 MAX_PAGE_SIZE = 100
+MAX_BATCH = 500
+SEVERITIES = ("info", "warning", "critical")
 PREFERENCE_FIELDS = ("security_alerts", "missed_messages", "weekly_digest", "digest_day")
 _CATEGORY_FIELD = {
     SECURITY: "security_alerts",
@@ -51,6 +54,21 @@ class Limits:
     recipient: int
     category: int
     window: float
+
+
+@dataclass(frozen=True)
+class EmailRequest:
+    template_id: str
+    recipient: str
+    variables: Mapping[str, Any]
+    idempotency_key: str = ""
+    user_id: str = ""
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    record: EmailRecord
+    address_key: str
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,8 @@ class MailService:
         unsubscribe_secret: str,
         unsubscribe_url: str,
         requeue_after: float,
+        operators: Sequence[str] = (),
+        db_concurrency: int = 6,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
@@ -84,6 +104,11 @@ class MailService:
         self._unsubscribe_url = unsubscribe_url
         self._requeue_after = timedelta(seconds=requeue_after)
         self._clock = clock
+        # Queueing holds a database connection twice; more of them at once than the
+        # pool keeps open (common's Database: 10) makes SQLAlchemy open and close
+        # overflow connections per request, which costs more than the wait here.
+        self._db_slots = asyncio.Semaphore(db_concurrency)
+        self._operators = tuple(operators)
 
     # --- queueing ------------------------------------------------------------------------
 
@@ -97,86 +122,185 @@ class MailService:
         user_id: str = "",
     ) -> tuple[EmailRecord, bool]:
         """Queue one email; (email, False) when `idempotency_key` was used before."""
-        if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+        request = EmailRequest(template_id, recipient, variables, idempotency_key, user_id)
+        [result] = await self.send_emails([request])
+        return result
+
+    async def send_emails(self, requests: Sequence[EmailRequest]) -> list[tuple[EmailRecord, bool]]:
+        """Queue several emails at once (all validated first: one bad request
+        rejects the batch, naming its index); one read, one write, one publish."""
+        if len(requests) > MAX_BATCH:
+            raise InvalidArgument(f"at most {MAX_BATCH} emails per batch", code="batch_too_large")
+        prepared = []
+        for index, request in enumerate(requests):
+            try:
+                prepared.append(self._prepare(request))
+            except ServiceError as error:
+                if len(requests) > 1:
+                    error.details = {**error.details, "index": index}
+                raise
+        async with self._db_slots:
+            return await self._store(prepared)
+
+    async def alert_operators(
+        self, *, title: str, message: str, severity: str, idempotency_key: str = ""
+    ) -> list[tuple[EmailRecord, bool]]:
+        """A system alert to every configured operator address."""
+        if not self._operators:
+            raise FailedPrecondition("no operator addresses are configured", code="no_operators")
+        if severity not in SEVERITIES:
+            raise InvalidArgument(
+                "severity must be one of " + ", ".join(SEVERITIES), code="invalid_severity"
+            )
+        key = idempotency_key or f"alert:{uuid.uuid4()}"
+        variables = {"title": title, "message": message, "severity": severity}
+        return await self.send_emails(
+            [
+                EmailRequest("system_alert", operator, variables, f"{key}:{operator}"[:200])
+                for operator in self._operators
+            ]
+        )
+
+    def _prepare(self, request: EmailRequest) -> _Prepared:
+        """Validate and render one request (no I/O)."""
+        if len(request.idempotency_key) > MAX_IDEMPOTENCY_KEY:
             raise InvalidArgument("idempotency_key is too long", code="invalid_idempotency_key")
-        check_header_value(idempotency_key, field="idempotency_key")
-        check_header_value(user_id, field="user_id")
-        if len(user_id) > 64:
+        check_header_value(request.idempotency_key, field="idempotency_key")
+        check_header_value(request.user_id, field="user_id")
+        if len(request.user_id) > 64:
             raise InvalidArgument("user_id is too long", code="invalid_user_id")
-        address = parse_address(recipient)
-        size = len(json.dumps(variables, default=str).encode())
+        address = parse_address(request.recipient)
+        size = len(json.dumps(request.variables, default=str).encode())
         if size > MAX_VARIABLE_BYTES:
             raise InvalidArgument(
                 f"variables exceed {MAX_VARIABLE_BYTES} bytes", code="variables_too_large"
             )
-        key = idempotency_key or f"auto:{uuid.uuid4()}"
-        spec_category = self._renderer.category_of(template_id)
+        category = self._renderer.category_of(request.template_id)
         unsubscribe = ""
-        if user_id and spec_category in OPTIONAL_CATEGORIES:
-            token = make_token(self._secret, user_id, spec_category)
+        if request.user_id and category in OPTIONAL_CATEGORIES:
+            token = make_token(self._secret, request.user_id, category)
             unsubscribe = f"{self._unsubscribe_url}?token={token}"
-        rendered = self._renderer.render(template_id, dict(variables), unsubscribe_url=unsubscribe)
+        rendered = self._renderer.render(
+            request.template_id, dict(request.variables), unsubscribe_url=unsubscribe
+        )
         headers: dict[str, str] = {"X-ChatMesh-Category": rendered.category}
         if unsubscribe:
             # RFC 2369 + RFC 8058 one-click: mail clients POST to the URL.
             headers["List-Unsubscribe"] = f"<{unsubscribe}>"
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-
-        address_key = normalized(address)
-        # One read for everything the database decides: a repeated key, an
-        # undeliverable address, an opted-out user.
-        async with self._db.read() as session:
-            query = select(EmailRecord).where(col(EmailRecord.idempotency_key) == key)
-            existing = (await session.exec(query)).first()
-            if existing is not None:
-                return existing, False
-            suppressed = await session.get(Suppression, address_key) is not None
-            prefs = await session.get(Preferences, user_id) if user_id else None
-        opted_out = (
-            prefs is not None
-            and rendered.category in _CATEGORY_FIELD
-            and not getattr(prefs, _CATEGORY_FIELD[rendered.category])
-        )
-        state, reason = await self._gate(
-            address_key=address_key,
-            category=rendered.category,
-            suppressed=suppressed,
-            opted_out=opted_out,
-        )
         now = self._clock()
-        email = EmailRecord(
+        record = EmailRecord(
             id=str(uuid.uuid4()),
-            idempotency_key=key,
-            template_id=template_id,
+            idempotency_key=request.idempotency_key or f"auto:{uuid.uuid4()}",
+            template_id=request.template_id,
             category=rendered.category,
             recipient=str(address),
-            user_id=user_id,
+            user_id=request.user_id,
             subject=rendered.subject,
             text_body=rendered.text,
             html_body=rendered.html,
             headers=json.dumps(headers),
-            state=state,
-            last_error=reason,
+            state=models.QUEUED,
             create_time=now,
             update_time=now,
-            due_time=now + self._requeue_after if state == models.QUEUED else None,
         )
+        return _Prepared(record, normalized(address))
+
+    async def _store(self, prepared: list[_Prepared]) -> list[tuple[EmailRecord, bool]]:
+        keys = [p.record.idempotency_key for p in prepared]
+        addresses = {p.address_key for p in prepared}
+        users = {p.record.user_id for p in prepared if p.record.user_id}
+        # One read for everything the database decides: repeated keys,
+        # undeliverable addresses, opted-out users.
+        async with self._db.read() as session:
+            existing = {
+                e.idempotency_key: e
+                for e in (
+                    await session.exec(
+                        select(EmailRecord).where(col(EmailRecord.idempotency_key).in_(keys))
+                    )
+                ).all()
+            }
+            blocked = set(
+                (
+                    await session.exec(
+                        select(Suppression.address).where(col(Suppression.address).in_(addresses))
+                    )
+                ).all()
+            )
+            prefs = (
+                {
+                    p.user_id: p
+                    for p in (
+                        await session.exec(
+                            select(Preferences).where(col(Preferences.user_id).in_(users))
+                        )
+                    ).all()
+                }
+                if users
+                else {}
+            )
+        results: list[tuple[EmailRecord, bool]] = []
+        new: dict[str, EmailRecord] = {}
+        for item in prepared:
+            record = item.record
+            key = record.idempotency_key
+            if key in existing:
+                results.append((existing[key], False))
+                continue
+            if key in new:  # the same key twice in one batch
+                results.append((new[key], False))
+                continue
+            pref = prefs.get(record.user_id)
+            field = _CATEGORY_FIELD.get(record.category)
+            opted_out = pref is not None and field is not None and not getattr(pref, field)
+            state, reason = await self._gate(
+                address_key=item.address_key,
+                category=record.category,
+                suppressed=item.address_key in blocked,
+                opted_out=opted_out,
+            )
+            record.state = state
+            record.last_error = reason
+            if state == models.QUEUED:
+                record.due_time = record.create_time + self._requeue_after
+            new[key] = record
+            results.append((record, True))
+        if new:
+            try:
+                async with self._db.transaction() as session:
+                    session.add_all(new.values())
+            except IntegrityError:
+                # A key raced in from another request: store one by one, the
+                # earlier request wins each conflict.
+                return [await self._store_one(record, created) for record, created in results]
+            queued = [r.id for r in new.values() if r.state == models.QUEUED]
+            await self._publish(queued)
+        return results
+
+    async def _store_one(self, record: EmailRecord, created: bool) -> tuple[EmailRecord, bool]:
+        if not created:
+            return record, False
         try:
             async with self._db.transaction() as session:
-                session.add(email)
+                session.add(EmailRecord.model_validate(record.model_dump()))
         except IntegrityError:
-            # The same key raced in from another request: that one wins.
-            winner = await self._by_key(key)
+            winner = await self._by_key(record.idempotency_key)
             if winner is None:
                 raise
             return winner, False
-        if state == models.QUEUED:
-            try:
-                await self._queue.publish([email.id])
-            except Exception:
-                # Stored with a due time: the sweep publishes it when the queue is back.
-                log.warning("mail_publish_failed", email_id=email.id, exc_info=True)
-        return email, True
+        if record.state == models.QUEUED:
+            await self._publish([record.id])
+        return record, True
+
+    async def _publish(self, email_ids: list[str]) -> None:
+        if not email_ids:
+            return
+        try:
+            await self._queue.publish(email_ids)
+        except Exception:
+            # Stored with a due time: the sweep publishes them when the queue is back.
+            log.warning("mail_publish_failed", count=len(email_ids), exc_info=True)
 
     async def _gate(
         self, *, address_key: str, category: str, suppressed: bool, opted_out: bool

@@ -14,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from chatmesh.common.grpc.context import current_claims
 from chatmesh.mail.v1 import mail_pb2, mail_pb2_grpc
 from chatmesh.services.mail.models import EmailRecord, as_utc
-from chatmesh.services.mail.service import MailService, PreferenceValues
+from chatmesh.services.mail.service import EmailRequest, MailService, PreferenceValues
 
 SERVICE_NAME = mail_pb2.DESCRIPTOR.services_by_name["MailService"].full_name
 
@@ -22,7 +22,13 @@ SERVICE_NAME = mail_pb2.DESCRIPTOR.services_by_name["MailService"].full_name
 # preference RPCs act for the caller of the access token.
 PUBLIC_METHODS = frozenset(
     f"/{SERVICE_NAME}/{method}"
-    for method in ("SendEmail", "GetEmail", "ListDeadLetters", "ReplayDeadLetter")
+    for method in (
+        "SendEmail",
+        "BatchSendEmails",
+        "GetEmail",
+        "ListDeadLetters",
+        "ReplayDeadLetter",
+    )
 )
 
 _STATES = {
@@ -92,6 +98,30 @@ class MailServicer(mail_pb2_grpc.MailServiceServicer):
             user_id=request.user_id,
         )
         return mail_pb2.SendEmailResponse(email=email_message(email), created=created)
+
+    async def BatchSendEmails(
+        self,
+        request: mail_pb2.BatchSendEmailsRequest,
+        context: Context[mail_pb2.BatchSendEmailsRequest, mail_pb2.BatchSendEmailsResponse],
+    ) -> mail_pb2.BatchSendEmailsResponse:
+        results = await self._service.send_emails(
+            [
+                EmailRequest(
+                    template_id=item.template_id,
+                    recipient=item.recipient,
+                    variables=MessageToDict(item.variables),
+                    idempotency_key=item.idempotency_key,
+                    user_id=item.user_id,
+                )
+                for item in request.requests
+            ]
+        )
+        return mail_pb2.BatchSendEmailsResponse(
+            responses=[
+                mail_pb2.SendEmailResponse(email=email_message(email), created=created)
+                for email, created in results
+            ]
+        )
 
     async def GetEmail(
         self,

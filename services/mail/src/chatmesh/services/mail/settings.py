@@ -6,11 +6,14 @@ start-up with one line naming the variable (exit code 2), not at the first send.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from chatmesh.common.errors import InvalidArgument
 from chatmesh.common.settings import ServiceSettings
+from chatmesh.services.mail.addresses import parse_address
 from chatmesh.services.mail.webhooks import load_sendgrid_key
 
 # The Postgres schema that holds the mail tables (ignored on SQLite).
@@ -38,6 +41,8 @@ class MailSettings(ServiceSettings):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = True
+    # PEM CA bundle to verify the SMTP server's certificate (empty: system CAs).
+    smtp_ca_file: str = ""
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
 
     sendgrid_api_key: str = ""
@@ -75,10 +80,10 @@ class MailSettings(ServiceSettings):
     sweep_interval_seconds: float = Field(default=0.5, gt=0)
     # Jobs a worker takes at once (claimed and recorded in one transaction each,
     # sent concurrently), and how many such batches are in flight (Redis mode).
-    worker_batch_size: int = Field(default=64, ge=1, le=1000)
+    worker_batch_size: int = Field(default=100, ge=1, le=1000)
     worker_loops: int = Field(default=2, ge=1, le=64)
     # Kept-open SMTP connections (messages sent concurrently).
-    smtp_pool_size: int = Field(default=8, ge=1, le=100)
+    smtp_pool_size: int = Field(default=16, ge=1, le=100)
 
     # Rate limits: per recipient (all mail) and per recipient and category.
     recipient_limit: int = Field(default=30, ge=1)
@@ -102,6 +107,8 @@ class MailSettings(ServiceSettings):
                     "CHATMESH_SES_ACCESS_KEY_ID and CHATMESH_SES_SECRET_ACCESS_KEY"
                     " (both or neither)"
                 )
+        if self.provider == "smtp" and self.smtp_ca_file and not Path(self.smtp_ca_file).is_file():
+            missing.append("CHATMESH_SMTP_CA_FILE (a readable PEM file)")
         if self.sendgrid_webhook_public_key:
             try:
                 load_sendgrid_key(self.sendgrid_webhook_public_key)
@@ -110,6 +117,17 @@ class MailSettings(ServiceSettings):
         if missing:
             raise ValueError(f"provider {self.provider!r} needs " + ", ".join(missing))
         return self
+
+    @field_validator("operator_emails")
+    @classmethod
+    def _operators_valid(cls, value: str) -> str:
+        for address in (a.strip() for a in value.split(",")):
+            if address:
+                try:
+                    parse_address(address)
+                except InvalidArgument:
+                    raise ValueError(f"not a valid email address: {address[:80]!r}") from None
+        return value
 
     def api_key_list(self) -> list[str]:
         return [key.strip() for key in self.api_keys.split(",") if key.strip()]

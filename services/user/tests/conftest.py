@@ -265,7 +265,9 @@ async def running_mesh(
                 "grpc_port": 0,
                 "metrics_port": 0,
                 "auth_address": f"127.0.0.1:{auth_server.port}",
-                "presence_connection_ttl_seconds": 1.0,
+                # Long enough that no test's connection expires by accident on a
+                # busy machine; the crash test shortens it.
+                "presence_connection_ttl_seconds": 5.0,
                 "presence_sweep_interval_seconds": 0.05,
                 "presence_offline_delay_seconds": 0.3,
                 **overrides,

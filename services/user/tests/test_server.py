@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 
 import grpc
@@ -93,3 +94,28 @@ async def test_runs_as_a_process_and_stops_cleanly_on_sigterm(tmp_path):
             await process.wait()
 
     assert process.returncode == 0
+
+
+async def test_migrate_subcommand_creates_the_schema_and_exits(tmp_path):
+    database = tmp_path / "user.db"
+    env = {
+        **os.environ,
+        "CHATMESH_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "CHATMESH_REDIS_URL": "",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chatmesh.services.user",
+        "migrate",
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.wait_for(process.wait(), timeout=60)
+
+    assert process.returncode == 0
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert {"profiles", "relationships", "blocks", "processed_events"} <= tables

@@ -134,3 +134,17 @@ async def test_redis_limiter_reports_unavailable_when_redis_is_down() -> None:
             await limiter.reset("k")
     finally:
         await client.aclose()
+
+
+async def test_a_burst_beyond_the_redis_pool_waits_instead_of_failing(redis_url: str) -> None:
+    # 300 concurrent hits through one client with a 100-connection pool: each
+    # waits for a free connection; none fails with "too many connections".
+    client = create_redis(redis_url)
+    limiter = RedisRateLimiter(client)
+    try:
+        decisions = await asyncio.gather(
+            *(limiter.hit(f"burst-{i}", limit=1, window=60) for i in range(300))
+        )
+    finally:
+        await client.aclose()
+    assert all(decision.allowed for decision in decisions)

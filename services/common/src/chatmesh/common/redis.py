@@ -13,12 +13,18 @@ CONNECT_TIMEOUT = 2.0
 # A request should fail fast when Redis is down: two quick retries, not the
 # library default of several seconds of backoff.
 RETRIES = 2
+# Connections per process. A burst beyond it waits up to POOL_TIMEOUT for a free
+# connection (BlockingConnectionPool) instead of failing at once.
+MAX_CONNECTIONS = 100
+POOL_TIMEOUT = 5.0
 
 
 def create_redis(url: str) -> aioredis.Redis:
     """A client for `url` (redis://, rediss://, unix://) returning raw bytes."""
-    return aioredis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_TIMEOUT,
         decode_responses=False,
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=CONNECT_TIMEOUT,
@@ -27,3 +33,5 @@ def create_redis(url: str) -> aioredis.Redis:
         health_check_interval=30,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), RETRIES),
     )
+    # The client owns the pool: aclose() closes both.
+    return aioredis.Redis.from_pool(pool)

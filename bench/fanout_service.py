@@ -56,6 +56,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _pg(sql: str) -> None:
     connection = await asyncpg.connect(PG_ADMIN)
     try:
@@ -255,6 +261,7 @@ async def run(args: argparse.Namespace, auth_port: int, chat_port: int, chat_pid
             del streams.sent_at[key]
 
     began = time.perf_counter()
+    cpu_before = cpu_seconds(chat_pid)
     tasks = []
     rss_peak = 0.0
     for n in range(total):
@@ -273,6 +280,7 @@ async def run(args: argparse.Namespace, auth_port: int, chat_port: int, chat_pid
             async with asyncio.timeout(10):
                 await streams.done.wait()
     received = len(streams.latencies)
+    cpu_per_message = (cpu_seconds(chat_pid) - cpu_before) / max(1, sent) * 1000
     await streams.close()
     await chat_channel.close()
     ms = [v * 1000 for v in streams.latencies] or [0.0]
@@ -284,7 +292,8 @@ async def run(args: argparse.Namespace, auth_port: int, chat_port: int, chat_pid
         f"    send→stream p50={percentile(ms, 50):.1f} p95={percentile(ms, 95):.1f} "
         f"p99={percentile(ms, 99):.1f} max={max(ms):.1f} ms;  "
         f"SendMessage p50={percentile(sends, 50):.1f} p99={percentile(sends, 99):.1f} ms\n"
-        f"    chat RSS idle={rss_idle:.0f} MB peak={max(rss_peak, rss_mb(chat_pid)):.0f} MB"
+        f"    chat CPU {cpu_per_message:.2f} ms/message;  "
+        f"chat RSS idle={rss_idle:.0f} MB peak={max(rss_peak, rss_mb(chat_pid)):.0f} MB"
     )
 
 

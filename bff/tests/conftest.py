@@ -23,6 +23,7 @@ import httpx
 import pytest
 import uvicorn
 from google.protobuf.message import Message
+from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 
 from chatmesh.bff.app import create_app
@@ -34,6 +35,9 @@ from chatmesh.events.v1 import auth_events_pb2 as ev
 from chatmesh.events.v1 import envelope_pb2
 from chatmesh.services.auth.app import AuthServer, serve
 from chatmesh.services.auth.settings import AuthSettings
+from chatmesh.services.user.app import UserServer
+from chatmesh.services.user.app import serve as serve_user
+from chatmesh.services.user.settings import UserSettings
 
 M = TypeVar("M", bound=Message)
 
@@ -83,6 +87,8 @@ class AuthService:
     server: AuthServer
     events: Events
     db_url: str
+    # Where auth publishes (a user service started next to it consumes it).
+    bus: InProcessEventBus
 
     @property
     def address(self) -> str:
@@ -103,7 +109,7 @@ async def running_auth(db_url: str) -> AsyncIterator[AuthService]:
         limiter=InMemoryRateLimiter(),
     )
     try:
-        yield AuthService(server=server, events=events, db_url=db_url)
+        yield AuthService(server=server, events=events, db_url=db_url, bus=bus)
     finally:
         await server.stop()
         stop.set()
@@ -272,3 +278,56 @@ async def sqlite_api(sqlite_auth: AuthService, start_bff: StartBff) -> AsyncIter
     running = await start_bff(auth_address=sqlite_auth.address)
     async with running.client() as http:
         yield Api(http=http, bff=running, auth=sqlite_auth)
+
+
+# --- the user service (profiles, friends, blocks, presence) ---------------------
+
+
+@dataclass
+class UserService:
+    server: UserServer
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+
+def _user_db_url(auth: AuthService) -> str:
+    """The user schema's database: auth's on PostgreSQL (its own schema there),
+    a file next to auth's on SQLite."""
+    url = make_url(auth.db_url)
+    if url.get_backend_name() != "sqlite":
+        return auth.db_url
+    return f"sqlite+aiosqlite:///{Path(url.database or 'auth.db').with_name('user.db')}"
+
+
+@contextlib.asynccontextmanager
+async def running_user(auth: AuthService, **overrides: Any) -> AsyncIterator[UserService]:
+    """A user service consuming `auth`'s events (registrations create profiles)."""
+    values: dict[str, Any] = {
+        "database_url": _user_db_url(auth),
+        "redis_url": "",
+        "grpc_port": 0,
+        "metrics_port": 0,
+        "auth_address": auth.address,
+        "presence_sweep_interval_seconds": 0.05,
+        "presence_offline_delay_seconds": 0.2,
+    }
+    values.update(overrides)
+    server = await serve_user(UserSettings(**values), bus=auth.bus)
+    try:
+        yield UserService(server=server)
+    finally:
+        await server.stop(drain=0.0, grace=1.0)
+
+
+@pytest.fixture
+async def user_service(auth_service: AuthService) -> AsyncIterator[UserService]:
+    async with running_user(auth_service) as service:
+        yield service
+
+
+@pytest.fixture
+async def sqlite_user(sqlite_auth: AuthService) -> AsyncIterator[UserService]:
+    async with running_user(sqlite_auth) as service:
+        yield service

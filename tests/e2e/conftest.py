@@ -120,13 +120,27 @@ def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[str]:
         )
 
 
+# A development aid while services are being wired into `chatmesh dev`: readiness
+# checks to tolerate (comma-separated, e.g. "chat"). Never set in CI.
+IGNORE_NOT_READY = {c for c in os.environ.get("CHATMESH_E2E_IGNORE_NOT_READY", "").split(",") if c}
+
+
+def _only_ignored_checks_fail(ready: httpx.Response) -> bool:
+    if not IGNORE_NOT_READY or ready.status_code != 503:
+        return False
+    checks = ready.json().get("error", {}).get("details", {}).get("checks", {})
+    failing = {name for name, state in checks.items() if state != "ok"}
+    return bool(checks) and failing <= IGNORE_NOT_READY
+
+
 def _wait_ready(mesh: Mesh) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if mesh.proc.poll() is not None:
             pytest.fail(f"chatmesh dev exited early ({mesh.proc.returncode}):\n{mesh.output()}")
         try:
-            if httpx.get(f"{mesh.base_url}/readyz", timeout=2).status_code == 200:
+            ready = httpx.get(f"{mesh.base_url}/readyz", timeout=2)
+            if ready.status_code == 200 or _only_ignored_checks_fail(ready):
                 return
         except httpx.TransportError:
             pass

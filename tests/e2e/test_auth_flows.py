@@ -94,3 +94,43 @@ def test_weak_password_shows_the_reasons(contexts: Contexts) -> None:
     expect(alert).to_be_visible()
     expect(alert).to_contain_text("10")
     assert page.url.endswith("/signup")
+
+
+def test_expired_access_cookie_is_refreshed_once(contexts: Contexts) -> None:
+    page = contexts.new_page()
+    carol = new_person("Carol Refresh")
+    sign_up(page, carol)
+    refreshes: list[str] = []
+    page.on(
+        "request",
+        lambda r: refreshes.append(r.url) if r.url.endswith("/api/v1/auth/refresh") else None,
+    )
+    # The access cookie lives exactly as long as its token: an expired token is a
+    # missing cookie. The page must refresh once (single flight) and carry on.
+    page.context.clear_cookies(name="chatmesh_access")
+    page.goto("/sessions")
+    expect(page.get_by_text("This device")).to_be_visible()
+    assert page.url.endswith("/sessions")
+    assert len(refreshes) == 1
+    names = {c["name"] for c in page.context.cookies()}
+    assert "chatmesh_access" in names
+
+
+def test_two_tabs_refreshing_at_once_stay_signed_in(contexts: Contexts) -> None:
+    """Tabs share the cookie jar: both see the access token expire at the same moment.
+    If both refreshed with the same refresh token, the second use would count as reuse
+    and revoke the session; the UI serialises refreshes across tabs."""
+    first = contexts.new_page()
+    dana = new_person("Dana Tabs")
+    sign_up(first, dana)
+    second = first.context.new_page()
+    second.goto("/sessions")
+    expect(second.get_by_text("This device")).to_be_visible()
+
+    first.context.clear_cookies(name="chatmesh_access")
+    first.goto("/sessions", wait_until="commit")
+    second.reload(wait_until="commit")
+    for tab in (first, second):
+        expect(tab.get_by_text("This device")).to_be_visible()
+        assert tab.url.endswith("/sessions")
+    assert first.request.get("/api/v1/me").ok

@@ -123,3 +123,31 @@ async def test_rest_api_requires_key_and_limits_body(db_url: str, kit: Any) -> N
         assert [m["email_id"] for m in box] == [email_id]
         assert box[0]["subject"] == "[INFO] t"
         assert "m" in box[0]["text"]
+
+
+async def test_system_alert_goes_to_every_operator_once(db_url: str, kit: Any) -> None:
+    settings = kit.settings_for(
+        db_url, operator_emails="ops1@example.com, Ops Two <ops2@example.com>"
+    )
+    auth = {"Authorization": f"Bearer {kit.api_key}"}
+    body = {
+        "title": "queue backlog",
+        "message": "<b>1200</b> jobs",
+        "severity": "critical",
+        "idempotency_key": "alert-7",
+    }
+    async with kit.start(settings) as mail:
+        assert (await mail.http.post("/v1/alerts", json=body)).status_code == 401
+        bad = await mail.http.post("/v1/alerts", json={**body, "severity": "meh"}, headers=auth)
+        assert bad.json()["error"]["code"] == "invalid_severity"
+        first = await mail.http.post("/v1/alerts", json=body, headers=auth)
+        again = await mail.http.post("/v1/alerts", json=body, headers=auth)
+        assert first.status_code == 202
+        ids = [e["id"] for e in first.json()["emails"]]
+        assert [e["id"] for e in again.json()["emails"]] == ids
+        for email_id in ids:
+            await mail.wait_state(email_id, mail_pb2.EMAIL_STATE_SENT)
+        box = (await mail.http.get("/dev/mail")).json()["messages"]
+    assert sorted(m["to"] for m in box) == ["Ops Two <ops2@example.com>", "ops1@example.com"]
+    assert {m["subject"] for m in box} == {"[CRITICAL] queue backlog"}
+    assert all("&lt;b&gt;1200&lt;/b&gt;" in m["html"] for m in box)

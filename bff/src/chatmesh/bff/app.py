@@ -9,7 +9,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, WebSocketRoute
 
 from chatmesh.auth.v1 import auth_pb2_grpc
 from chatmesh.bff.auth import Authenticator
@@ -21,17 +21,26 @@ from chatmesh.bff.middleware.observe import ObserveMiddleware
 from chatmesh.bff.middleware.origin import OriginCheckMiddleware
 from chatmesh.bff.middleware.rate_limit import RateLimitMiddleware
 from chatmesh.bff.middleware.security_headers import SecurityHeadersMiddleware
+from chatmesh.bff.presence import PresenceHub
+from chatmesh.bff.profiles import ProfileDirectory
 from chatmesh.bff.routes.auth import AuthRoutes
+from chatmesh.bff.routes.chat import ChatRoutes
 from chatmesh.bff.routes.me import MeRoutes
+from chatmesh.bff.routes.people import PeopleRoutes
 from chatmesh.bff.routes.system import SystemRoutes
 from chatmesh.bff.routes.web import web_app
 from chatmesh.bff.settings import BffSettings
 from chatmesh.bff.state import STATE_KEY, Backends
+from chatmesh.bff.ws import endpoint as ws_endpoint
+from chatmesh.bff.ws.connection import ConnectionRegistry
+from chatmesh.bff.ws.hub import ChatStreamHub
+from chatmesh.chat.v1 import chat_service_pb2_grpc
 from chatmesh.common.grpc.client import create_channel
 from chatmesh.common.logging import get_logger
 from chatmesh.common.ratelimit import InMemoryRateLimiter, RateLimiter, RedisRateLimiter
 from chatmesh.common.redis import create_redis
 from chatmesh.common.tokens import GrpcJwksSource, TokenVerifier
+from chatmesh.user.v1 import presence_pb2_grpc, user_pb2_grpc
 
 log = get_logger("chatmesh.bff")
 
@@ -47,8 +56,18 @@ def _routes(settings: BffSettings) -> list[BaseRoute]:
         trusted_proxy_hops=settings.trusted_proxy_hops,
     )
     me = MeRoutes(authenticator=authenticator, timeout=settings.backend_timeout)
+    people = PeopleRoutes(authenticator=authenticator, timeout=settings.backend_timeout)
+    chat = ChatRoutes(authenticator=authenticator, timeout=settings.backend_timeout)
     system = SystemRoutes(public_url=settings.public_url)
-    return [*auth.routes(), *me.routes(), *system.routes()]
+    websocket = WebSocketRoute(ws_endpoint.PATH, ws_endpoint.WebSocketEndpoint(settings).handle)
+    return [
+        *auth.routes(),
+        *me.routes(),
+        *people.routes(),
+        *chat.routes(),
+        websocket,
+        *system.routes(),
+    ]
 
 
 def _middleware(settings: BffSettings) -> list[Middleware]:
@@ -99,6 +118,16 @@ def create_app(settings: BffSettings, *, limiter: RateLimiter | None = None) -> 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[Mapping[str, Any]]:
         channel = create_channel(settings.auth_address)
+        user_channel = create_channel(settings.user_address)
+        users = user_pb2_grpc.UserServiceStub(user_channel)
+        presence = presence_pb2_grpc.PresenceServiceStub(user_channel)
+        presence_hub = PresenceHub(presence=presence, users=users, timeout=settings.backend_timeout)
+        chat_channel = create_channel(settings.chat_address)
+        chat = chat_service_pb2_grpc.ChatServiceStub(chat_channel)
+        chat_hub = ChatStreamHub(chat, timeout=settings.backend_timeout)
+        connections = ConnectionRegistry(
+            ping_interval=settings.ws_ping_interval, idle_timeout=settings.ws_idle_timeout
+        )
         redis = create_redis(settings.redis_url) if settings.redis_url else None
         try:
             chosen: RateLimiter
@@ -114,15 +143,33 @@ def create_app(settings: BffSettings, *, limiter: RateLimiter | None = None) -> 
                 verifier=TokenVerifier(GrpcJwksSource(channel, timeout=settings.backend_timeout)),
                 limiter=chosen,
                 redis=redis,
+                users=users,
+                presence=presence,
+                user_channel=user_channel,
+                profiles=ProfileDirectory(users, timeout=settings.backend_timeout),
+                presence_hub=presence_hub,
+                chat=chat,
+                chat_channel=chat_channel,
+                chat_hub=chat_hub,
+                connections=connections,
             )
+            chat_hub.start()
+            connections.start()
+            await presence_hub.start()
             log.info(
                 "bff started",
                 auth=settings.auth_address,
+                chat=settings.chat_address,
                 redis=bool(redis),
                 public_url=settings.public_url,
             )
             yield {STATE_KEY: found}
         finally:
+            await connections.close()
+            await chat_hub.close()
+            await chat_channel.close()
+            await presence_hub.stop()
+            await user_channel.close()
             await channel.close()
             if redis is not None:
                 await redis.aclose()

@@ -59,6 +59,31 @@ class BffSettings(ServiceSettings):
     # Deadline of each call to a backend service, in seconds.
     backend_timeout: float = Field(default=5.0, gt=0, le=120)
 
+    # The user service (profiles, friends, blocks, presence).
+    user_address: str = "127.0.0.1:50052"
+
+    # The chat service (rooms, messages, the room event stream).
+    chat_address: str = "127.0.0.1:50053"
+
+    # WebSocket (/api/v1/ws) limits; see docs/websocket.md.
+    # Seconds a connection has to send its `auth` frame (without a session cookie).
+    ws_auth_timeout: float = Field(default=5.0, gt=0, le=60)
+    # Largest client frame accepted, in bytes (bigger: an error frame).
+    ws_max_frame_bytes: int = Field(default=32 * _KIB, ge=1024)
+    # Frames queued for one client before it is closed with 4008 ("resume").
+    ws_send_queue: int = Field(default=1000, ge=10)
+    # Client frames per second (sustained) and burst per connection.
+    ws_rate_per_second: float = Field(default=20.0, gt=0)
+    ws_rate_burst: int = Field(default=60, ge=1)
+    # A `ping` frame is sent every interval; a client silent for the idle
+    # timeout is closed with 4000.
+    ws_ping_interval: float = Field(default=25.0, gt=0)
+    ws_idle_timeout: float = Field(default=70.0, gt=0)
+    # Live events held while `resume` replays, and the widest gap a resume replays.
+    ws_max_replay: int = Field(default=10_000, ge=100)
+    # Seconds the server holds live events after `ready` waiting for `resume`.
+    ws_resume_wait: float = Field(default=2.0, ge=0, le=30)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:

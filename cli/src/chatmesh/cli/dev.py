@@ -24,13 +24,18 @@ from chatmesh.common.grpc.client import create_channel
 from chatmesh.common.grpc.health import wait_until_serving
 from chatmesh.common.grpc.server import install_stop_signals
 from chatmesh.common.logging import configure_logging, get_logger
+from chatmesh.common.pubsub import InProcessPubSub
 from chatmesh.common.ratelimit import InMemoryRateLimiter
 from chatmesh.services.auth.app import AuthServer, serve
 from chatmesh.services.auth.settings import AuthSettings
+from chatmesh.services.user.app import UserServer
+from chatmesh.services.user.app import serve as serve_user
+from chatmesh.services.user.settings import UserSettings
 
 log = get_logger("chatmesh.dev")
 
 AUTH_SERVICE = "chatmesh.auth.v1.AuthService"
+USER_SERVICE = "chatmesh.user.v1.UserService"
 
 
 class DevSettings(BaseSettings):
@@ -41,6 +46,7 @@ class DevSettings(BaseSettings):
     host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     auth_port: int = Field(default=50051, ge=0, le=65535)
+    user_port: int = Field(default=50052, ge=0, le=65535)
     data_dir: Path = Path(".chatmesh")
     log_level: str = "info"
     web_dir: Path = Path("clients/web/out")
@@ -66,7 +72,9 @@ async def run_dev(settings: DevSettings) -> int:
 
     bus = InProcessEventBus()
     limiter = InMemoryRateLimiter()
+    pubsub = InProcessPubSub()
     auth: AuthServer | None = None
+    user: UserServer | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
         auth = await serve(
@@ -83,6 +91,22 @@ async def run_dev(settings: DevSettings) -> int:
         async with create_channel(auth_address) as channel, asyncio.timeout(settings.start_timeout):
             await wait_until_serving(channel, AUTH_SERVICE)
 
+        user = await serve_user(
+            UserSettings(
+                database_url=f"sqlite+aiosqlite:///{settings.data_dir / 'user.db'}",
+                grpc_host=settings.host,
+                grpc_port=settings.user_port,
+                metrics_port=0,
+                auth_address=auth_address,
+                public_url=public_url,
+            ),
+            bus=bus,
+            pubsub=pubsub,
+        )
+        user_address = f"{settings.host}:{user.port}"
+        async with create_channel(user_address) as channel, asyncio.timeout(settings.start_timeout):
+            await wait_until_serving(channel, USER_SERVICE)
+
         mailer = ConsoleMailer(public_url)
         tasks.append(
             asyncio.create_task(
@@ -96,6 +120,7 @@ async def run_dev(settings: DevSettings) -> int:
             http_host=settings.host,
             http_port=settings.http_port,
             auth_address=auth_address,
+            user_address=user_address,
             public_url=public_url,
             web_dir=settings.web_dir,
         )
@@ -135,7 +160,10 @@ async def run_dev(settings: DevSettings) -> int:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if user is not None:
+            await user.stop(drain=0.0, grace=2.0)
         if auth is not None:
             await auth.stop(drain=0.0, grace=2.0)
+        await pubsub.close()
         await bus.close()
         log.info("stopped")

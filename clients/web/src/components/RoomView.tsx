@@ -4,12 +4,14 @@ import { useRouter } from "next/navigation";
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import { api, errorText } from "@/lib/api";
 import { typingUsers } from "@/lib/chatState";
-import { closeRoom, displayName, forgetRoom, loadMembers, loadOlder, markVisibleRead, openRoom, roomTitle, useChat } from "@/lib/store";
+import { closeRoom, displayName, forgetRoom, joinRoom, loadMembers, loadOlder, markVisibleRead, openRoom, roomTitle, useChat } from "@/lib/store";
 import { isLocal, layout } from "@/lib/timeline";
-import type { Profile, TimelineMessage } from "@/lib/types";
+import type { Profile, Room, TimelineMessage } from "@/lib/types";
 import { Composer } from "./Composer";
 import { MessageItem } from "./MessageItem";
 import { Alert, Spinner } from "./ui";
+
+const NOBODY: string[] = [];
 
 export function RoomView({ roomId, focusId }: { roomId: string; focusId: string | null }) {
   const s = useChat((x) => x);
@@ -21,6 +23,8 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
   const [replyTo, setReplyTo] = useState<TimelineMessage | null>(null);
   const [editing, setEditing] = useState<string | null>(null);
   const [loadingOlder, setLoadingOlder] = useState(false);
+  // a public room opened by link that the user has not joined
+  const [preview, setPreview] = useState<Room | null>(null);
   const [atBottom, setAtBottom] = useState(true);
   const [unseen, setUnseen] = useState(0);
   // the read marker when the room was opened: where the "new messages" divider goes
@@ -35,10 +39,18 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
     setReplyTo(null);
     setEditing(null);
     setDividerSeq(null);
+    setPreview(null);
     lastCount.current = 0;
-    openRoom(roomId).catch((e: unknown) => setError(errorText(e)));
-    void loadMembers(roomId);
-    return () => closeRoom(roomId);
+    let cancelled = false;
+    void loadMembers(roomId).then((room) => {
+      if (cancelled) return;
+      if (room && room.is_member === false) setPreview(room);
+      else openRoom(roomId).catch((e: unknown) => setError(errorText(e)));
+    });
+    return () => {
+      cancelled = true;
+      closeRoom(roomId);
+    };
   }, [roomId]);
 
   useEffect(() => {
@@ -63,7 +75,12 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
     if (prevHeight.current !== null) {
       el.scrollTop += el.scrollHeight - prevHeight.current;
       prevHeight.current = null;
-    } else if (atBottom || lastCount.current === 0) {
+    } else if (lastCount.current === 0 && messages.length > 0) {
+      // first paint of the room: start at the first unread message, else at the bottom
+      const divider = document.getElementById("new-messages");
+      if (divider && divider.offsetTop > el.clientHeight / 2) el.scrollTop = divider.offsetTop - 8;
+      else el.scrollTop = el.scrollHeight;
+    } else if (atBottom) {
       el.scrollTop = el.scrollHeight;
     } else if (messages.length > lastCount.current) {
       const mineLast = messages.at(-1)?.sender_id === me?.id;
@@ -157,7 +174,30 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
     }
   };
 
+  const join = async () => {
+    try {
+      await joinRoom(roomId);
+      setPreview(null);
+      await openRoom(roomId);
+    } catch (e) {
+      setError(errorText(e));
+    }
+  };
+
   if (!me) return null;
+  if (preview) {
+    return (
+      <section aria-label={preview.name} className="flex flex-1 flex-col items-center justify-center gap-3 p-6 text-center">
+        <h1 className="text-xl font-semibold"># {preview.name}</h1>
+        {preview.topic && <p className="text-gray-700 dark:text-gray-300">{preview.topic}</p>}
+        <p className="text-sm text-gray-700 dark:text-gray-300">{preview.member_count} members · you are not a member yet</p>
+        {error && <Alert>{error}</Alert>}
+        <button type="button" onClick={() => void join()} className="rounded-md bg-indigo-600 px-4 py-2 font-medium text-white hover:bg-indigo-700">
+          Join room
+        </button>
+      </section>
+    );
+  }
   const title = room ? roomTitle(room, s) : "Room";
 
   return (
@@ -179,7 +219,7 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
       </div>
       {error && <div className="p-2"><Alert>{error}</Alert></div>}
       <div className="relative min-h-0 flex-1">
-        <div ref={scroller} onScroll={onScroll} className="h-full overflow-y-auto" tabIndex={0} aria-label="Messages">
+        <div ref={scroller} onScroll={onScroll} className="relative h-full overflow-y-auto" tabIndex={0} aria-label="Messages">
           <div ref={topSentinel} />
           {timeline?.loaded && !timeline.hasMore && (
             <p className="px-4 py-6 text-center text-sm text-gray-600 dark:text-gray-400">This is the beginning of {room?.type === "direct" ? "your conversation" : `#${title}`}.</p>
@@ -208,7 +248,7 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
                   me={me}
                   replyTo={it.message.reply_to ? (byId.get(it.message.reply_to) ?? null) : null}
                   editing={editing === it.message.id}
-                  seenBy={myLast?.id === it.message.id ? seenBy : []}
+                  seenBy={myLast?.id === it.message.id ? seenBy : NOBODY}
                   onReply={setReplyTo}
                   onEdit={setEditing}
                   onJump={jumpTo}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ApiClient, ApiError } from "./api";
+import { ApiClient, ApiError, errorText } from "./api";
 
 const json = (status: number, body: unknown) =>
   new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
@@ -23,8 +23,8 @@ describe("ApiClient", () => {
         return valid ? json(200, { ok: url }) : json(401, expiredBody);
       },
     });
-    const results = await Promise.all([client.get("/api/v1/me"), client.get("/api/v1/rooms"), client.get("/api/v1/friends")]);
-    expect(results).toEqual([{ ok: "/api/v1/me" }, { ok: "/api/v1/rooms" }, { ok: "/api/v1/friends" }]);
+    const results = await Promise.all([client.get("/api/v1/me"), client.get("/api/v1/rooms"), client.get("/api/v1/auth/sessions")]);
+    expect(results).toEqual([{ ok: "/api/v1/me" }, { ok: "/api/v1/rooms" }, { ok: "/api/v1/auth/sessions" }]);
     expect(refreshes).toBe(1);
   });
 
@@ -54,5 +54,17 @@ describe("ApiClient", () => {
     expect(err.status).toBe(422);
     expect(err.details).toEqual({ reasons: ["too short"] });
     expect(refreshes).toBe(0);
+  });
+});
+
+describe("errorText", () => {
+  it("spells out the reasons or the invalid fields", () => {
+    expect(errorText(new ApiError(422, "weak_password", "password too weak", { reasons: ["must be at least 10 characters long"] }))).toBe(
+      "Password too weak: must be at least 10 characters long",
+    );
+    expect(errorText(new ApiError(422, "validation_failed", "some fields are missing or invalid", { fields: [{ field: "email", type: "missing", message: "Field required" }] }))).toBe(
+      "Some fields are missing or invalid: email: Field required",
+    );
+    expect(errorText(new TypeError("fetch failed"))).toMatch(/connection/);
   });
 });

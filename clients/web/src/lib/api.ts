@@ -44,6 +44,9 @@ async function toError(res: Response): Promise<ApiError> {
 /** Codes the BFF uses for an access token that a refresh can fix. */
 const REFRESHABLE = new Set(["token_expired", "unauthenticated"]);
 
+/** Routes whose 401 means "wrong credentials", not "expired session". */
+const NO_REFRESH = ["/api/v1/auth/login", "/api/v1/auth/register", "/api/v1/auth/refresh", "/api/v1/auth/logout", "/api/v1/auth/password-reset"];
+
 export class ApiClient {
   private readonly fetchImpl: Fetch;
   private readonly base: string;
@@ -56,20 +59,28 @@ export class ApiClient {
     this.onSignedOut = opts.onSignedOut;
   }
 
-  /** One refresh at a time: concurrent 401s wait for the same attempt. */
+  /** One refresh at a time: concurrent 401s wait for the same attempt. Across tabs too:
+   * tabs share the cookie jar, so two tabs refreshing with the same refresh token would
+   * look like token theft (reuse revokes the whole session). A Web Lock serialises them,
+   * and a tab that got the lock just after another tab refreshed reuses that result. */
   refresh(): Promise<boolean> {
     if (!this.refreshing) {
-      this.refreshing = this.fetchImpl(`${this.base}/api/v1/auth/refresh`, {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: "{}",
-      })
-        .then((r) => r.ok)
-        .catch(() => false)
-        .finally(() => {
-          this.refreshing = null;
-        });
+      const started = Date.now();
+      this.refreshing = withCrossTabLock(async () => {
+        if (lastRefreshAt() > started - 1000) return true; // another tab just did it
+        const ok = await this.fetchImpl(`${this.base}/api/v1/auth/refresh`, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", Accept: "application/json" },
+          body: "{}",
+        })
+          .then((r) => r.ok)
+          .catch(() => false);
+        if (ok) markRefreshed();
+        return ok;
+      }).finally(() => {
+        this.refreshing = null;
+      });
     }
     return this.refreshing;
   }
@@ -83,7 +94,7 @@ export class ApiClient {
       signal: opts.signal,
     };
     let res = await this.fetchImpl(this.base + path, init);
-    if (res.status === 401 && opts.retry !== false && !path.startsWith("/api/v1/auth/")) {
+    if (res.status === 401 && opts.retry !== false && !NO_REFRESH.some((p) => path.startsWith(p))) {
       const err = await toError(res.clone());
       if (REFRESHABLE.has(err.code)) {
         if (await this.refresh()) {
@@ -113,6 +124,31 @@ export class ApiClient {
   }
 }
 
+const REFRESH_LOCK = "chatmesh-refresh";
+const REFRESHED_KEY = "chatmesh-refreshed-at";
+
+function withCrossTabLock<T>(f: () => Promise<T>): Promise<T> {
+  const locks = typeof navigator !== "undefined" ? (navigator as Navigator & { locks?: LockManager }).locks : undefined;
+  // request() resolves to what the callback resolves to (lib.dom types it one level deeper)
+  return locks ? (locks.request(REFRESH_LOCK, f) as unknown as Promise<T>) : f();
+}
+
+function lastRefreshAt(): number {
+  try {
+    return Number(globalThis.localStorage?.getItem(REFRESHED_KEY) ?? 0) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+function markRefreshed(): void {
+  try {
+    globalThis.localStorage?.setItem(REFRESHED_KEY, String(Date.now()));
+  } catch {
+    /* storage unavailable: the lock alone still serialises */
+  }
+}
+
 export const api = new ApiClient();
 
 const sentence = (t: string) => (t ? t[0]!.toUpperCase() + t.slice(1) : t);
@@ -125,10 +161,14 @@ export function errorText(e: unknown): string {
 }
 
 function rawErrorText(e: ApiError): string {
-  const reasons = e.details.reasons ?? e.details.errors;
+  const reasons = e.details.reasons ?? e.details.errors ?? e.details.fields;
   if (!Array.isArray(reasons) || reasons.length === 0) return e.message;
   const text = reasons.map((r) =>
-    typeof r === "string" ? r : typeof r === "object" && r !== null && "message" in r ? String((r as { message: unknown }).message) : JSON.stringify(r),
+    typeof r === "string"
+      ? r
+      : typeof r === "object" && r !== null && "message" in r
+        ? [(r as { field?: unknown }).field, (r as { message: unknown }).message].filter((x) => typeof x === "string" && x).join(": ")
+        : JSON.stringify(r),
   );
   return `${e.message}: ${text.join("; ")}`;
 }

@@ -8,7 +8,7 @@ const wire = (seq: number, over: Record<string, unknown> = {}) => ({
   reply_to: null, created_at: new Date(Date.UTC(2026, 0, 1, 0, seq)).toISOString(), edited_at: null, reactions: [], ...over,
 });
 const ready = (): ChatState =>
-  applyFrame(initialState, { type: "ready", user: me, rooms: [{ id: "r1", name: "general", type: "group", visibility: "public", last_seq: 2, unread_count: 0 }] }, 0);
+  applyFrame({ ...initialState, me }, { type: "ready", user: me, rooms: [{ id: "r1", name: "general", type: "group", visibility: "public", last_seq: 2, unread_count: 0 }] }, 0);
 
 describe("applyFrame", () => {
   it("ready seeds rooms and resume cursors", () => {
@@ -40,6 +40,23 @@ describe("applyFrame", () => {
     expect(s.cursors.r1).toBe(6);
   });
 
+  it("an ack does not move the cursor (broadcasts of lower seqs may still be in flight)", () => {
+    let s = ready();
+    s = addLocal(s, { room_id: "r1", body: "yo", client_msg_id: "cx", sender_id: "me" });
+    s = applyFrame(s, { type: "message.ack", client_msg_id: "cx", message: wire(9, { id: "srv", sender_id: "me", client_msg_id: "cx" }) }, 0);
+    expect(s.cursors.r1).toBe(2);
+  });
+
+  it("leaving or being removed drops the room; other room events keep per-user data", () => {
+    let s = applyFrame(ready(), { type: "message.created", event_seq: 3, message: wire(3) }, 0);
+    s = applyFrame(s, { type: "room.updated", event_seq: 4, room: { id: "r1", type: "group", visibility: "public", name: "renamed", last_seq: 4, membership: null, last_message: null } }, 0);
+    expect(s.rooms.r1).toMatchObject({ name: "renamed", unread_count: 1 });
+    expect(s.rooms.r1!.last_message!.id).toBe("m3");
+    s = applyFrame(s, { type: "room.updated", event_seq: 5, room: { id: "r1", name: "renamed" }, member: { user_id: "me", change: "removed" } }, 0);
+    expect(s.rooms.r1).toBeUndefined();
+    expect(s.cursors.r1).toBeUndefined();
+  });
+
   it("ack replaces the optimistic message; the broadcast does not duplicate it", () => {
     let s = ready();
     s = addLocal(s, { room_id: "r1", body: "yo", client_msg_id: "cx", sender_id: "me" });
@@ -51,17 +68,23 @@ describe("applyFrame", () => {
     expect(s.rooms.r1!.unread_count).toBe(0);
   });
 
-  it("edits, deletes and reactions update the timeline and advance the cursor", () => {
+  it("edits, deletes and reactions update the timeline; event_seq moves the cursor", () => {
     let s = ready();
-    s = applyFrame(s, { type: "message.created", message: wire(3) }, 0);
-    s = applyFrame(s, { type: "message.updated", seq: 4, message: wire(3, { body: "edited", edited_at: "2026-01-01T01:00:00Z" }) }, 0);
+    s = applyFrame(s, { type: "message.created", event_seq: 3, message: wire(3) }, 0);
+    s = applyFrame(s, { type: "message.updated", event_seq: 4, message: wire(3, { body: "edited", edited_at: "2026-01-01T01:00:00Z" }) }, 0);
     expect(s.timelines.r1!.messages[0]!.body).toBe("edited");
-    s = applyFrame(s, { type: "reaction.updated", seq: 5, room_id: "r1", message_id: "m3", reactions: [{ emoji: "🎉", count: 1, user_ids: ["bob"] }] }, 0);
+    s = applyFrame(s, { type: "reaction.updated", event_seq: 5, room_id: "r1", message_id: "m3", emoji: "🎉", user_id: "bob", added: true, reactions: [{ emoji: "🎉", count: 1, user_ids: ["bob"] }] }, 0);
     expect(s.timelines.r1!.messages[0]!.reactions[0]!.emoji).toBe("🎉");
-    s = applyFrame(s, { type: "message.deleted", room_id: "r1", message_id: "m3", seq: 6 }, 0);
+    // `seq` here is the deleted message's seq, not the event's
+    s = applyFrame(s, { type: "message.deleted", room_id: "r1", message_id: "m3", seq: 3, event_seq: 6 }, 0);
     expect(s.timelines.r1!.messages[0]!.deleted_at).toBeTruthy();
     expect(s.timelines.r1!.messages[0]!.body).toBe("");
     expect(s.cursors.r1).toBe(6);
+    // a read marker event moves it too; a replayed tombstone (empty body) stays deleted
+    s = applyFrame(s, { type: "read", room_id: "r1", user_id: "bob", seq: 3, event_seq: 7 }, 0);
+    s = applyFrame(s, { type: "message.created", event_seq: 3, message: wire(3, { body: "" }) }, 0);
+    expect(s.cursors.r1).toBe(7);
+    expect(s.timelines.r1!.messages[0]!.deleted_at).toBeTruthy();
   });
 
   it("typing expires and is cleared by a message; my own typing is ignored", () => {

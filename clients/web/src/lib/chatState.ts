@@ -97,10 +97,6 @@ function applyMessages(s: ChatState, msgs: Message[], opts: { countUnread: boole
   return next;
 }
 
-function frameSeq(f: Frame): number | undefined {
-  return typeof f.seq === "number" ? f.seq : undefined;
-}
-
 export function upsertRoom(s: ChatState, room: Room, opts: { seedCursor: boolean }): ChatState {
   const prev = s.rooms[room.id];
   const merged: Room = prev
@@ -121,10 +117,33 @@ export function upsertRoom(s: ChatState, room: Room, opts: { seedCursor: boolean
   };
 }
 
+/** The room a frame is about, if any. */
+function frameRoom(frame: Frame): string | null {
+  if (typeof frame.room_id === "string") return frame.room_id;
+  const m = frame.message as { room_id?: unknown } | undefined;
+  if (m && typeof m.room_id === "string") return m.room_id;
+  const r = frame.room as { id?: unknown } | undefined;
+  if (r && typeof r.id === "string") return r.id;
+  return null;
+}
+
+/** Apply a server frame. Frames built from a room event carry `event_seq` (the room
+ * log's seq): that is what the resume cursor follows. */
 export function applyFrame(s: ChatState, frame: Frame, now: number): ChatState {
+  const next = applyFrameBody(s, frame, now);
+  const eventSeq = typeof frame.event_seq === "number" ? frame.event_seq : undefined;
+  const roomId = eventSeq !== undefined ? frameRoom(frame) : null;
+  if (roomId === null || !(roomId in next.rooms)) return next;
+  return { ...next, cursors: advance(next.cursors, roomId, eventSeq) };
+}
+
+function applyFrameBody(s: ChatState, frame: Frame, now: number): ChatState {
   switch (frame.type) {
     case "ready": {
-      let next: ChatState = { ...s, me: (frame.user as User | undefined) ?? s.me, status: "open" };
+      // `ready`'s user is a subset of /me's: merge, never replace
+      const user = frame.user as Partial<User> | undefined;
+      const me = s.me && user ? { ...s.me, ...user } : s.me;
+      let next: ChatState = { ...s, me, status: "open" };
       const rooms = Array.isArray(frame.rooms) ? frame.rooms : [];
       for (const raw of rooms) {
         const room = normalizeRoom(raw);
@@ -136,10 +155,9 @@ export function applyFrame(s: ChatState, frame: Frame, now: number): ChatState {
     case "message.ack": {
       const m = normalizeMessage(frame.message);
       if (!m) return s;
-      let next = applyMessages(s, [m], { countUnread: frame.type === "message.created", cursor: true });
-      const seq = frameSeq(frame);
-      if (seq !== undefined) next = { ...next, cursors: advance(next.cursors, m.room_id, seq) };
-      return next;
+      // An ack can overtake broadcasts of lower seqs still in flight: only broadcasts
+      // move the resume cursor.
+      return applyMessages(s, [m], { countUnread: frame.type === "message.created", cursor: frame.type === "message.created" });
     }
     case "message.updated": {
       const m = normalizeMessage(frame.message);
@@ -147,7 +165,7 @@ export function applyFrame(s: ChatState, frame: Frame, now: number): ChatState {
       let next = withTimeline(s, m.room_id, (t) => ({ ...t, messages: mergeMessages(t.messages, [m]) }));
       const room = next.rooms[m.room_id];
       if (room?.last_message?.id === m.id) next = { ...next, rooms: { ...next.rooms, [m.room_id]: { ...room, last_message: m } } };
-      return { ...next, cursors: advance(next.cursors, m.room_id, frameSeq(frame)) };
+      return next;
     }
     case "message.deleted": {
       const roomId = typeof frame.room_id === "string" ? frame.room_id : "";
@@ -158,20 +176,20 @@ export function applyFrame(s: ChatState, frame: Frame, now: number): ChatState {
       if (room?.last_message?.id === id) {
         next = { ...next, rooms: { ...next.rooms, [roomId]: { ...room, last_message: { ...room.last_message, body: "", deleted_at: "deleted" } } } };
       }
-      return { ...next, cursors: advance(next.cursors, roomId, frameSeq(frame)) };
+      return next;
     }
     case "reaction.updated": {
       const m = normalizeMessage(frame.message);
       if (m) {
         const next = withTimeline(s, m.room_id, (t) => ({ ...t, messages: mergeMessages(t.messages, [m]) }));
-        return { ...next, cursors: advance(next.cursors, m.room_id, frameSeq(frame)) };
+        return next;
       }
       const roomId = typeof frame.room_id === "string" ? frame.room_id : "";
       const id = typeof frame.message_id === "string" ? frame.message_id : "";
       if (!roomId || !id || !Array.isArray(frame.reactions)) return s;
       const reactions = frame.reactions.map(normalizeReaction).filter((r): r is Reaction => r !== null);
       const next = withTimeline(s, roomId, (t) => ({ ...t, messages: applyReactions(t.messages, id, reactions) }));
-      return { ...next, cursors: advance(next.cursors, roomId, frameSeq(frame)) };
+      return next;
     }
     case "typing": {
       const roomId = typeof frame.room_id === "string" ? frame.room_id : "";
@@ -200,7 +218,9 @@ export function applyFrame(s: ChatState, frame: Frame, now: number): ChatState {
     case "room.updated": {
       const room = normalizeRoom(frame.room);
       if (!room) return s;
-      if (frame.removed === true || frame.left === true) return removeRoom(s, room.id);
+      const member = frame.member as { user_id?: unknown; change?: unknown } | undefined;
+      const gone = member && member.user_id === s.me?.id && (member.change === "left" || member.change === "removed");
+      if (gone || frame.removed === true) return removeRoom(s, room.id);
       return upsertRoom(s, room, { seedCursor: true });
     }
     default:

@@ -52,7 +52,9 @@ export function normalizeMessage(m: unknown): Message | null {
     reply_to: optStr(m.reply_to),
     created_at: str(m.created_at ?? m.create_time, new Date(0).toISOString()),
     edited_at: optStr(m.edited_at ?? m.edit_time),
-    deleted_at: optStr(m.deleted_at ?? m.delete_time) ?? (m.deleted === true ? "deleted" : null),
+    // The BFF's message object has no delete field: a tombstone is the message with an
+    // empty body (a real body is never blank).
+    deleted_at: optStr(m.deleted_at ?? m.delete_time) ?? (m.deleted === true || str(m.body) === "" ? "deleted" : null),
     reactions,
     mention_user_ids: Array.isArray(m.mention_user_ids) ? m.mention_user_ids.map((u) => str(u)) : [],
   };
@@ -76,7 +78,7 @@ export function normalizeRoom(r: unknown): Room | null {
     unread_count: num(r.unread_count ?? membership.unread_count),
     last_read_seq: num(r.last_read_seq ?? membership.last_read_seq),
     role: optStr(r.role ?? membership.role) ?? undefined,
-    is_member: typeof r.is_member === "boolean" ? r.is_member : isObj(r.membership) ? true : undefined,
+    is_member: typeof r.is_member === "boolean" ? r.is_member : "membership" in r ? isObj(r.membership) : undefined,
   };
 }
 
@@ -84,7 +86,9 @@ const RELATIONSHIPS: Relationship[] = ["none", "self", "friend", "request_sent",
 
 export function normalizeProfile(p: unknown): Profile | null {
   if (!isObj(p)) return null;
-  const inner = isObj(p.profile) ? { ...p.profile, ...p } : p;
+  // a profile, or {profile|user: profile, relationship, …} (friends and blocks lists)
+  const wrapped = isObj(p.profile) ? p.profile : isObj(p.user) ? p.user : null;
+  const inner: Json = wrapped ? { ...wrapped, ...p } : p;
   const id = str(inner.id ?? inner.user_id);
   if (!id) return null;
   const rel = enumName(inner.relationship, "relationship_") as Relationship;

@@ -98,7 +98,12 @@ export class ChatSocket {
       } catch {
         return;
       }
-      if (typeof frame === "object" && frame !== null) this.h.onFrame(frame as Record<string, unknown>);
+      if (typeof frame !== "object" || frame === null) return;
+      if ((frame as { type?: unknown }).type === "ping") {
+        this.send({ type: "pong" }); // the server's heartbeat
+        return;
+      }
+      this.h.onFrame(frame as Record<string, unknown>);
     };
     ws.onclose = (ev) => {
       if (this.pingTimer) clearInterval(this.pingTimer);

@@ -130,7 +130,10 @@ function onFrame(frame: Record<string, unknown>): void {
   }
   if (type === "pong") return;
   if (type === "error") {
-    const cid = typeof frame.client_msg_id === "string" ? frame.client_msg_id : null;
+    // a failed message.send names its client_msg_id in `details`
+    const details = (frame.details ?? {}) as { client_msg_id?: unknown };
+    const rawCid = frame.client_msg_id ?? details.client_msg_id;
+    const cid = typeof rawCid === "string" ? rawCid : null;
     const entry = cid ? state.outbox[cid] : undefined;
     if (cid && entry) {
       update((s) => ({ ...s, outbox: settle(s.outbox, cid) }));
@@ -261,11 +264,15 @@ export async function loadOlder(roomId: string): Promise<number> {
   return messages.length;
 }
 
-export async function loadMembers(roomId: string): Promise<void> {
+/** Room details and members (read receipts, mention candidates). Returns the room;
+ * a room the caller is not a member of (a public room opened by link) is returned but
+ * not added to the room list. */
+export async function loadMembers(roomId: string): Promise<Room | null> {
   try {
     const data = await api.get<unknown>(`/api/v1/rooms/${encodeURIComponent(roomId)}`);
     const d = data as { room?: unknown; members?: unknown } | null;
-    upsertRoomFromApi(d?.room ?? data);
+    const room = normalizeRoom(d?.room ?? data);
+    if (room && room.is_member !== false) chat((s) => upsertRoom(s, room, { seedCursor: true }));
     const members = listOf(d?.members ?? (d?.room as { members?: unknown } | undefined)?.members, "members");
     const reads: Record<string, number> = {};
     const ids: string[] = [];
@@ -275,11 +282,19 @@ export async function loadMembers(roomId: string): Promise<void> {
       ids.push(m.user_id);
       if (typeof m.last_read_seq === "number") reads[m.user_id] = m.last_read_seq;
     }
-    requestProfiles(ids);
+    requestProfiles([...ids, ...(room?.member_ids ?? [])]);
     if (ids.length > 0) chat((s) => ({ ...s, reads: { ...s.reads, [roomId]: { ...reads, ...s.reads[roomId] } } }));
+    return room;
   } catch {
-    /* room details are optional */
+    return null; // details are optional; the history request reports real errors
   }
+}
+
+export async function joinRoom(roomId: string): Promise<void> {
+  const data = await api.post<unknown>(`/api/v1/rooms/${encodeURIComponent(roomId)}/join`);
+  const room = normalizeRoom((data as { room?: unknown } | null)?.room ?? data);
+  if (room) chat((s) => upsertRoom(s, { ...room, is_member: true }, { seedCursor: true }));
+  else await loadRooms();
 }
 
 // --- sending -------------------------------------------------------------------

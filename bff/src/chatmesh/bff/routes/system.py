@@ -24,6 +24,8 @@ from chatmesh.common.logging import get_logger
 log = get_logger("chatmesh.bff.system")
 
 AUTH_SERVICE = "chatmesh.auth.v1.AuthService"
+USER_SERVICE = "chatmesh.user.v1.UserService"
+CHAT_SERVICE = "chatmesh.chat.v1.ChatService"
 TAG = "system"
 
 
@@ -54,6 +56,8 @@ class SystemRoutes:
     async def readyz(self, request: Request) -> Response:
         found = backends(request.scope)
         checks = {"auth": _grpc_check(found.auth_channel, AUTH_SERVICE, self.check_timeout)}
+        checks["user"] = _grpc_check(found.user_channel, USER_SERVICE, self.check_timeout)
+        checks["chat"] = _grpc_check(found.chat_channel, CHAT_SERVICE, self.check_timeout)
         if found.redis is not None:
             checks["redis"] = _redis_check(found.redis, self.check_timeout)
         results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
@@ -93,7 +97,7 @@ class SystemRoutes:
                 self.readyz,
                 method="GET",
                 operation=Operation(
-                    summary="Readiness: the auth service (gRPC health) and Redis when configured",
+                    summary="Readiness: auth, user, chat (gRPC health), Redis if configured",
                     tag=TAG,
                     response=Health,
                     errors=(503,),

@@ -6,7 +6,7 @@ import { AppShell } from "@/components/AppShell";
 import { Alert, Button, Field, Spinner, linkClass } from "@/components/ui";
 import { api, errorText } from "@/lib/api";
 import { listOf, normalizeRoom } from "@/lib/normalize";
-import { upsertRoomFromApi, useChat } from "@/lib/store";
+import { joinRoom, upsertRoomFromApi, useChat } from "@/lib/store";
 import type { Room } from "@/lib/types";
 
 function Browse() {
@@ -47,12 +47,23 @@ function Browse() {
   const join = async (room: Room) => {
     setError(null);
     try {
-      const d = await api.post<unknown>(`/api/v1/rooms/${encodeURIComponent(room.id)}/join`);
-      upsertRoomFromApi((d as { room?: unknown } | null)?.room ?? { ...room, is_member: true });
+      await joinRoom(room.id);
       router.push(`/room?id=${encodeURIComponent(room.id)}`);
     } catch (err) {
       setError(errorText(err));
     }
+  };
+
+  const openLink = (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const raw = String(new FormData(e.currentTarget).get("link") ?? "").trim();
+    let id = raw;
+    try {
+      id = new URL(raw, window.location.origin).searchParams.get("id") ?? raw;
+    } catch {
+      /* a bare id */
+    }
+    if (id) router.push(`/room?id=${encodeURIComponent(id)}`);
   };
 
   return (
@@ -70,6 +81,15 @@ function Browse() {
           <div className="sm:text-right">
             <Button type="submit" disabled={busy}>Create room</Button>
           </div>
+        </form>
+      </section>
+      <section aria-labelledby="link-h" className="mb-8">
+        <h2 id="link-h" className="mb-3 font-semibold">Open a room by link</h2>
+        <form onSubmit={openLink} className="flex flex-wrap items-end gap-2">
+          <div className="min-w-0 flex-1">
+            <Field label="Room link or id" name="link" required />
+          </div>
+          <Button type="submit" variant="secondary">Open</Button>
         </form>
       </section>
       <section aria-labelledby="public-h">

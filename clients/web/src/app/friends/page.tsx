@@ -20,14 +20,17 @@ function Friends() {
   const [error, setError] = useState<string | null>(null);
   const startDm = useStartDm();
   const load = useCallback(() => {
-    api
-      .get<unknown>("/api/v1/friends")
-      .then((d) => {
+    Promise.all([api.get<unknown>("/api/v1/friends"), api.get<unknown>("/api/v1/blocks").catch(() => null)])
+      .then(([d, b]) => {
         const o = (d ?? {}) as Record<string, unknown>;
         const friends = listOf(d, "friends").map(normalizeProfile).filter((p): p is Profile => p !== null);
-        const reqs = [...listOf(o.requests, "requests"), ...listOf(o.incoming, "incoming").map((r) => ({ direction: "incoming", ...(r as object) })), ...listOf(o.outgoing, "outgoing").map((r) => ({ direction: "outgoing", ...(r as object) }))];
+        const reqs = [
+          ...listOf(o.requests, "requests"),
+          ...listOf(o.incoming, "incoming").map((r) => ({ direction: "incoming", ...(r as object) })),
+          ...listOf(o.outgoing, "outgoing").map((r) => ({ direction: "outgoing", ...(r as object) })),
+        ];
         const requests = reqs.map(normalizeFriendRequest).filter((r): r is FriendRequest => r !== null);
-        const blocked = listOf(o.blocked, "blocked").map(normalizeProfile).filter((p): p is Profile => p !== null);
+        const blocked = listOf(b, "blocked").map(normalizeProfile).filter((p): p is Profile => p !== null);
         rememberProfiles([...friends, ...requests.map((r) => r.profile)]);
         setData({ friends, requests, blocked });
       })

@@ -26,14 +26,12 @@ function EditProfile() {
     setSaved(false);
     setError(null);
     try {
-      const d = await api.patch<unknown>("/api/v1/users/me/profile", {
-        display_name: field("display_name"),
-        bio: field("bio"),
-        status_emoji: field("status_emoji"),
-        status_text: field("status_text"),
-        time_zone: field("time_zone"),
-        avatar_url: field("avatar_url"),
-      });
+      // only what changed (the API treats "" as "clear")
+      const changes: Record<string, string> = {};
+      for (const k of ["display_name", "bio", "status_emoji", "status_text", "time_zone", "avatar_url"] as const) {
+        if (field(k) !== (p?.[k] ?? "")) changes[k] = field(k);
+      }
+      const d = await api.patch<unknown>("/api/v1/users/me/profile", changes);
       setP(normalizeProfile(d) ?? p);
       setSaved(true);
       void loadMe(true);
@@ -60,7 +58,7 @@ function EditProfile() {
             <Field label="Emoji" name="status_emoji" defaultValue={p.status_emoji} maxLength={8} />
             <Field label="Status" name="status_text" defaultValue={p.status_text} maxLength={100} />
           </div>
-          <Field label="Time zone" name="time_zone" defaultValue={p.time_zone || Intl.DateTimeFormat().resolvedOptions().timeZone} />
+          <Field label="Time zone" name="time_zone" defaultValue={p.time_zone} hint={`For example ${Intl.DateTimeFormat().resolvedOptions().timeZone}`} />
           <Field label="Avatar URL" name="avatar_url" type="url" defaultValue={p.avatar_url} hint="https:// only" />
           <Button type="submit" disabled={busy}>Save</Button>
         </form>

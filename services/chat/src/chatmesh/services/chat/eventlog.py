@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import and_, delete, func, or_, update
+from sqlalchemy import and_, delete, func, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm.attributes import set_committed_value
@@ -90,7 +90,7 @@ async def reserve(
 
 
 async def record(session: AsyncSession, event: pb.RoomEvent, *, now: datetime) -> None:
-    """Store a reserved event in the log and in the publish queue."""
+    """Store a reserved event in the log; a trigger queues it for the relay."""
     await session.exec(
         sa_insert(_LOG).values(
             room_id=event.room_id,
@@ -100,7 +100,6 @@ async def record(session: AsyncSession, event: pb.RoomEvent, *, now: datetime) -
             create_time=now,
         )
     )
-    await session.exec(sa_insert(_QUEUE).values(room_id=event.room_id, seq=event.seq))
 
 
 async def append(
@@ -278,7 +277,8 @@ class RoomEventRelay:
                     return None
             pending = (
                 await connection.execute(
-                    sa_select(queue.c.room_id, queue.c.seq)
+                    sa_select(queue.c.room_id, queue.c.seq, log_.c.payload)
+                    .join(log_, and_(log_.c.room_id == queue.c.room_id, log_.c.seq == queue.c.seq))
                     .order_by(queue.c.room_id, queue.c.seq)
                     .limit(self._batch_size)
                 )
@@ -286,39 +286,17 @@ class RoomEventRelay:
             if not pending:
                 return 0
             # Per room the pending seqs are a contiguous prefix of what is unpublished
-            # (seqs commit in order), so a range per room covers the batch.
-            ranges: dict[str, tuple[int, int]] = {}
+            # (seqs commit in order): deleting up to the highest one clears the batch.
+            highest: dict[str, int] = {}
+            payloads: list[bytes] = []
             for row in pending:
-                room_id, seq = str(row[0]), int(row[1])
-                low, high = ranges.get(room_id, (seq, seq))
-                ranges[room_id] = (min(low, seq), max(high, seq))
-            payloads: list[bytes] = list(
-                (
-                    await connection.execute(
-                        sa_select(log_.c.payload)
-                        .where(
-                            or_(
-                                *(
-                                    and_(
-                                        log_.c.room_id == room_id,
-                                        log_.c.seq >= low,
-                                        log_.c.seq <= high,
-                                    )
-                                    for room_id, (low, high) in ranges.items()
-                                )
-                            )
-                        )
-                        .order_by(log_.c.room_id, log_.c.seq)
-                    )
-                )
-                .scalars()
-                .all()
-            )
+                highest[str(row[0])] = int(row[1])
+                payloads.append(bytes(row[2]))
             for payload in payloads:
                 event = pb.RoomEvent.FromString(payload)
                 for channel in channels_for(event):
                     await self._pubsub.publish(channel, payload)
-            for room_id, (_low, high) in ranges.items():
+            for room_id, high in highest.items():
                 await connection.execute(
                     delete(queue).where(queue.c.room_id == room_id, queue.c.seq <= high)
                 )

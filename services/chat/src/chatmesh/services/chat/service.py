@@ -1126,7 +1126,8 @@ class ChatService:
         message at or before `seq`; a receipt event only when it moved."""
 
         async def operation(session: AsyncSession) -> tuple[int, int]:
-            room, member = await self._membership(session, room_id, user_id, lock=True)
+            # Most calls move nothing (clients report reads often): they take no lock.
+            room, member = await self._membership(session, room_id, user_id)
             validation.seq_value(seq, "seq", last_seq=room.last_seq)
             # The marker counts messages, so reading up to a receipt (or any
             # other non-message event) never produces a receipt of its own.
@@ -1137,18 +1138,32 @@ class ChatService:
                     )
                 )
             ).one() or 0
-            if target > member.last_read_seq:
-                member.last_read_seq = target
-                await session.flush()
+            last_read = member.last_read_seq
+            if target > last_read:
                 receipt = pb.RoomEvent(
                     actor_id=user_id,
                     read_marker_updated=pb.RoomEvent.ReadMarkerUpdated(
                         user_id=user_id, last_read_seq=target
                     ),
                 )
-                await eventlog.append(session, room, receipt, now=self._clock())
+                now = self._clock()
+                # Room lock first (the seq), then the member row: the order sends use.
+                await eventlog.reserve(session, room, receipt, now=now)
+                moved = await session.exec(
+                    update(models.MEMBERS)
+                    .where(
+                        models.MEMBERS.c.room_id == room_id,
+                        models.MEMBERS.c.user_id == user_id,
+                        models.MEMBERS.c.last_read_seq < target,
+                    )
+                    .values(last_read_seq=target)
+                )
+                if moved.rowcount == 0 and not await self._still_member(session, room_id, user_id):
+                    raise _not_a_member()
+                await eventlog.record(session, receipt, now=now)
+                last_read = max(last_read, target)
             unread = await self._unread_counts(session, user_id, [room_id])
-            return member.last_read_seq, unread.get(room_id, 0)
+            return last_read, unread.get(room_id, 0)
 
         return await self._write(operation)
 

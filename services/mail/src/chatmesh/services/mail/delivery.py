@@ -59,6 +59,10 @@ def backoff_delay(
     return float(ceiling / 2 + rand() * ceiling / 2)
 
 
+class ClaimedElsewhereError(Exception):
+    """Some jobs of a batch are held by another live worker."""
+
+
 class _Claimed(NamedTuple):
     id: str
     recipient: str
@@ -107,9 +111,28 @@ class Deliverer:
         """A batch of jobs: one transaction claims them all, the sends run
         concurrently, one transaction records every outcome. Raises only when the
         database fails (the jobs then come back)."""
-        claimed, suppressed = await self._claim(list(dict.fromkeys(email_ids)))
-        if not claimed:
-            return
+        ids = list(dict.fromkeys(email_ids))
+        claimed, suppressed = await self._claim(ids)
+        if claimed:
+            await self._deliver(claimed, suppressed)
+        if len(claimed) < len(ids):
+            busy = await self._in_flight(set(ids) - {email.id for email in claimed})
+            if busy:
+                # Another worker holds a fresh claim (a reclaimed job can arrive a
+                # moment before the claim counts as stale): leave the jobs unacked
+                # so they come back instead of being dropped.
+                raise ClaimedElsewhereError(f"{len(busy)} jobs are being sent by another worker")
+
+    async def _in_flight(self, email_ids: set[str]) -> set[str]:
+        table = models.EMAILS
+        async with self._db.read() as session:
+            connection = await session.connection()
+            rows = await connection.execute(
+                select(table.c.id).where(table.c.id.in_(email_ids), table.c.state == models.SENDING)
+            )
+            return {row[0] for row in rows.all()}
+
+    async def _deliver(self, claimed: list[_Claimed], suppressed: set[str]) -> None:
         to_send = [email for email in claimed if email.id not in suppressed]
         results = await asyncio.gather(*(self._send(email) for email in to_send))
         outcomes: list[tuple[_Claimed, str | SendError]] = [

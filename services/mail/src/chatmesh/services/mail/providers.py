@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chatmesh.common.db import Database
 from chatmesh.common.logging import get_logger
-from chatmesh.services.mail.message import OutgoingEmail, to_mime
+from chatmesh.services.mail.message import OutgoingEmail, to_mime_bytes
 from chatmesh.services.mail.models import DevMail
 from chatmesh.services.mail.settings import MailSettings
 
@@ -124,11 +124,11 @@ class SmtpProvider:
             self._pool.put_nowait(client)
 
     async def _send(self, client: aiosmtplib.SMTP, email: OutgoingEmail) -> str:
-        message = to_mime(email)
+        sender, recipient, raw = to_mime_bytes(email)
         try:
             if not client.is_connected:
                 await client.connect()
-            await client.send_message(message)
+            await client.sendmail(sender, [recipient], raw)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [error.code for error in exc.recipients]
             raise _smtp_error(min(codes), "recipient refused") from None

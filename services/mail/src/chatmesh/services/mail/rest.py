@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from chatmesh.common.errors import InvalidArgument, ServiceError, Unauthenticated
 from chatmesh.common.logging import get_logger
-from chatmesh.services.mail.models import EmailRecord, as_utc
+from chatmesh.services.mail.models import DevMail, EmailRecord, as_utc
 from chatmesh.services.mail.service import MailService
 from chatmesh.services.mail.webhooks import (
     SIGNATURE_HEADER,
@@ -109,6 +109,25 @@ def email_json(email: EmailRecord) -> dict[str, Any]:
     }
 
 
+def dev_mail_json(mail: DevMail) -> dict[str, Any]:
+    return {
+        "id": mail.id,
+        "email_id": mail.email_id,
+        "from": mail.sender,
+        "to": mail.recipient,
+        "subject": mail.subject,
+        "text": mail.text_body,
+        "html": mail.html_body,
+        "headers": json.loads(mail.headers),
+        "create_time": _time(mail.create_time),
+    }
+
+
+def _not_found(message: str) -> JSONResponse:
+    body = {"error": {"code": "not_found", "message": message, "details": {}}}
+    return JSONResponse(body, status_code=404)
+
+
 def _string(body: dict[str, Any], name: str, *, required: bool = False) -> str:
     value = body.get(name, "")
     if not isinstance(value, str) or (required and not value):
@@ -120,6 +139,24 @@ def _string(body: dict[str, Any], name: str, *, required: bool = False) -> str:
     return value
 
 
+def _api_key_checker(api_keys: list[str]) -> Callable[[Request], None]:
+    keys = [key.encode() for key in api_keys]
+
+    def check_api_key(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        given = given.strip() if scheme.lower() == "bearer" else ""
+        given = given or request.headers.get("x-api-key", "")
+        # Compare against every key so timing does not reveal which one matched.
+        matched = False
+        for key in keys:
+            matched |= hmac.compare_digest(key, given.encode())
+        if not given or not matched:
+            raise Unauthenticated("a valid API key is required", code="invalid_api_key")
+
+    return check_api_key
+
+
 def create_rest_app(
     service: MailService,
     *,
@@ -128,19 +165,7 @@ def create_rest_app(
     ses_token: str,
     dev_mailbox: bool,
 ) -> Starlette:
-    keys = [key.encode() for key in api_keys]
-
-    def check_api_key(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        given = given.strip() if scheme.lower() == "bearer" else ""
-        given = given or request.headers.get("x-api-key", "")
-        # Compare against every key so timing does not reveal which prefix matched.
-        matched = False
-        for key in keys:
-            matched |= hmac.compare_digest(key, given.encode())
-        if not given or not matched:
-            raise Unauthenticated("a valid API key is required", code="invalid_api_key")
+    check_api_key = _api_key_checker(api_keys)
 
     async def send_email(request: Request) -> Response:
         check_api_key(request)
@@ -183,10 +208,7 @@ def create_rest_app(
 
     async def sendgrid_webhook(request: Request) -> Response:
         if sendgrid_key is None:
-            return JSONResponse(
-                {"error": {"code": "not_configured", "message": "disabled", "details": {}}},
-                status_code=404,
-            )
+            return _not_found("the SendGrid webhook is not configured")
         body = await _body(request)
         verify_sendgrid(
             sendgrid_key,
@@ -225,29 +247,9 @@ def create_rest_app(
 
     async def dev_mail(request: Request) -> Response:
         if not dev_mailbox:
-            return JSONResponse(
-                {"error": {"code": "not_found", "message": "no dev mailbox", "details": {}}},
-                status_code=404,
-            )
+            return _not_found("no dev mailbox")
         messages = await service.dev_mailbox()
-        return JSONResponse(
-            {
-                "messages": [
-                    {
-                        "id": m.id,
-                        "email_id": m.email_id,
-                        "from": m.sender,
-                        "to": m.recipient,
-                        "subject": m.subject,
-                        "text": m.text_body,
-                        "html": m.html_body,
-                        "headers": json.loads(m.headers),
-                        "create_time": _time(m.create_time),
-                    }
-                    for m in messages
-                ]
-            }
-        )
+        return JSONResponse({"messages": [dev_mail_json(m) for m in messages]})
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -8,7 +8,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -241,40 +241,41 @@ class MailService:
                 else {}
             )
         results: list[tuple[EmailRecord, bool]] = []
-        new: dict[str, EmailRecord] = {}
+        new: dict[str, _Prepared] = {}
         for item in prepared:
-            record = item.record
-            key = record.idempotency_key
+            key = item.record.idempotency_key
             if key in existing:
                 results.append((existing[key], False))
-                continue
-            if key in new:  # the same key twice in one batch
-                results.append((new[key], False))
-                continue
+            elif key in new:  # the same key twice in one batch
+                results.append((new[key].record, False))
+            else:
+                new[key] = item
+                results.append((item.record, True))
+
+        async def gate(item: _Prepared) -> None:
+            record = item.record
             pref = prefs.get(record.user_id)
             field = _CATEGORY_FIELD.get(record.category)
-            opted_out = pref is not None and field is not None and not getattr(pref, field)
-            state, reason = await self._gate(
+            record.state, record.last_error = await self._gate(
                 address_key=item.address_key,
                 category=record.category,
                 suppressed=item.address_key in blocked,
-                opted_out=opted_out,
+                opted_out=pref is not None and field is not None and not getattr(pref, field),
             )
-            record.state = state
-            record.last_error = reason
-            if state == models.QUEUED:
+            if record.state == models.QUEUED:
                 record.due_time = record.create_time + self._requeue_after
-            new[key] = record
-            results.append((record, True))
+
+        # The rate limiter is a network round trip per hit (Redis): in parallel.
+        await asyncio.gather(*(gate(item) for item in new.values()))
         if new:
             try:
                 async with self._db.transaction() as session:
-                    session.add_all(new.values())
+                    session.add_all(item.record for item in new.values())
             except IntegrityError:
                 # A key raced in from another request: store one by one, the
                 # earlier request wins each conflict.
                 return [await self._store_one(record, created) for record, created in results]
-            queued = [r.id for r in new.values() if r.state == models.QUEUED]
+            queued = [i.record.id for i in new.values() if i.record.state == models.QUEUED]
             await self._publish(queued)
         return results
 
@@ -426,14 +427,9 @@ class MailService:
         if found is None or found[1] not in _CATEGORY_FIELD:
             raise InvalidArgument("the unsubscribe link is invalid", code="invalid_token")
         user_id, category = found
-        values = PreferenceValues(
-            **{
-                name: False
-                for name in ("security_alerts", "missed_messages", "weekly_digest")
-                if name == _CATEGORY_FIELD[category]
-            }
-        )
-        await self.update_preferences(user_id, values, [_CATEGORY_FIELD[category]])
+        field = _CATEGORY_FIELD[category]
+        values = replace(PreferenceValues(), **{field: False})
+        await self.update_preferences(user_id, values, [field])
         return user_id, category
 
     # --- provider feedback ---------------------------------------------------------------

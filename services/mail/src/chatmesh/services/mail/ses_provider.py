@@ -9,8 +9,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chatmesh.services.mail.addresses import parse_address
-from chatmesh.services.mail.message import OutgoingEmail, to_mime
+from chatmesh.services.mail.message import OutgoingEmail, to_mime_bytes
 from chatmesh.services.mail.providers import PermanentSendError, TransientSendError
 from chatmesh.services.mail.settings import MailSettings
 
@@ -46,13 +45,12 @@ class SesProvider:
         self._client: SESV2Client = boto3.session.Session().client("sesv2", **kwargs)
 
     async def send(self, email: OutgoingEmail) -> str:
-        raw = to_mime(email).as_bytes()
-        to = parse_address(email.recipient)
+        sender, recipient, raw = to_mime_bytes(email)
         try:
             response = await asyncio.to_thread(
                 self._client.send_email,
-                FromEmailAddress=parse_address(email.sender, field="sender").addr_spec,
-                Destination={"ToAddresses": [to.addr_spec]},
+                FromEmailAddress=sender,
+                Destination={"ToAddresses": [recipient]},
                 Content={"Raw": {"Data": raw}},
             )
         except ClientError as exc:

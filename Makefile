@@ -11,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 BUF := node_modules/.bin/buf
 WEB := clients/web
 
-.PHONY: help dev run setup uv py-deps node-deps web proto proto-check lint format typecheck pytest test bench clean
+.PHONY: help dev run setup uv py-deps node-deps web web-check proto proto-check lint format typecheck pytest test bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ web:  ## build the web UI static export (skipped when clients/web does not exist
 	@if [ -f $(WEB)/package.json ]; then \
 	  cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && npm run build; \
 	else echo "clients/web not present: the BFF serves a placeholder page"; fi
+
+web-check:  ## web UI: npm ci, eslint, tsc, vitest, and the static export the browser tests load
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && npm run lint && npm run typecheck && npm test && npm run build
 
 proto:  ## regenerate clients/python from proto/
 	./scripts/gen_proto.sh
@@ -62,7 +65,7 @@ typecheck:  ## mypy --strict over services, bff and cli
 pytest:  ## the test suite (real PostgreSQL and Redis)
 	$(UV) run --frozen pytest
 
-test: setup lint typecheck proto-check pytest  ## everything CI runs
+test: setup lint typecheck proto-check web-check pytest  ## everything CI runs (browser tests need chromium)
 
 bench: setup  ## benchmarks (print numbers)
 	$(UV) run --frozen python bench/auth.py

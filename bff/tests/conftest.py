@@ -29,12 +29,15 @@ from starlette.applications import Starlette
 from chatmesh.bff.app import create_app
 from chatmesh.bff.settings import BffSettings
 from chatmesh.common.bus import InProcessEventBus, stream_name, unpack
+from chatmesh.common.pubsub import InProcessPubSub
 from chatmesh.common.ratelimit import InMemoryRateLimiter, RateLimiter
 from chatmesh.common.testing import free_port
 from chatmesh.events.v1 import auth_events_pb2 as ev
 from chatmesh.events.v1 import envelope_pb2
 from chatmesh.services.auth.app import AuthServer, serve
 from chatmesh.services.auth.settings import AuthSettings
+from chatmesh.services.chat.app import serve as serve_chat
+from chatmesh.services.chat.settings import ChatSettings
 from chatmesh.services.user.app import UserServer
 from chatmesh.services.user.app import serve as serve_user
 from chatmesh.services.user.settings import UserSettings
@@ -331,3 +334,29 @@ async def user_service(auth_service: AuthService) -> AsyncIterator[UserService]:
 async def sqlite_user(sqlite_auth: AuthService) -> AsyncIterator[UserService]:
     async with running_user(sqlite_auth) as service:
         yield service
+
+
+@pytest.fixture
+async def sqlite_deps(sqlite_auth: AuthService) -> AsyncIterator[dict[str, str]]:
+    """The user and chat services next to `sqlite_auth` (what /readyz checks
+    besides auth): `start_bff(auth_address=..., **sqlite_deps)`."""
+    auth_file = Path(make_url(sqlite_auth.db_url).database or "auth.db")
+    chat_url = f"sqlite+aiosqlite:///{auth_file.with_name('chat.db')}"
+    pubsub = InProcessPubSub()
+    async with running_user(sqlite_auth) as user:
+        chat = await serve_chat(
+            ChatSettings(
+                database_url=chat_url,
+                redis_url="",
+                grpc_port=0,
+                metrics_port=0,
+                auth_address=sqlite_auth.address,
+            ),
+            bus=sqlite_auth.bus,
+            pubsub=pubsub,
+        )
+        try:
+            yield {"user_address": user.address, "chat_address": f"127.0.0.1:{chat.port}"}
+        finally:
+            await chat.stop(drain=0.0, grace=1.0)
+            await pubsub.close()

@@ -9,8 +9,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+
+from chatmesh.bff.profiles import ProfileDirectory
+from chatmesh.user.v1 import user_pb2_grpc
 
 from .conftest import PASSWORD, AuthService, RunningBff, StartBff, UserService
 
@@ -341,3 +345,37 @@ async def test_people_routes_need_a_user_and_are_documented(people: People) -> N
     ):
         assert path in document["paths"], path
     assert set(document["paths"]["/api/v1/users/me/profile"]) == {"get", "patch"}
+
+
+async def test_profiles_are_fetched_in_one_batched_call_and_cached(
+    people: People, user_service: UserService
+) -> None:
+    ann, bob, cid = await people.join(), await people.join(), await people.join()
+    now = [0.0]
+    async with grpc.aio.insecure_channel(user_service.address) as channel:
+        directory = ProfileDirectory(
+            user_pb2_grpc.UserServiceStub(channel), timeout=5.0, ttl=10.0, clock=lambda: now[0]
+        )
+        missing = "00000000-0000-4000-8000-000000000000"
+        found = await directory.get_many(
+            [cid.id, ann.id, missing, bob.id, ann.id], access_token=ann.token
+        )
+        assert list(found) == [cid.id, ann.id, bob.id]
+        assert found[bob.id].username == bob.username
+        assert directory.calls == 1
+        # Cached: no call at all.
+        assert list(await directory.get_many([bob.id, ann.id], access_token=bob.token)) == [
+            bob.id,
+            ann.id,
+        ]
+        assert directory.calls == 1
+        # A changed profile shows once it is invalidated (or the TTL ran out).
+        await people.patch(ann, "/api/v1/users/me/profile", {"display_name": "Ann Renamed"})
+        directory.invalidate(ann.id)
+        renamed = await directory.get(ann.id, access_token=ann.token)
+        assert renamed is not None
+        assert renamed.display_name == "Ann Renamed"
+        assert directory.calls == 2
+        now[0] = 11.0
+        await directory.get_many([ann.id, bob.id, cid.id], access_token=ann.token)
+        assert directory.calls == 3

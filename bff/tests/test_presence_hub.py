@@ -229,3 +229,26 @@ def test_presence_frame_shape() -> None:
         user_id="u1", status=presence_pb2.PRESENCE_STATUS_AWAY, version=3
     )
     assert presence_frame(presence) == {"type": "presence", "user_id": "u1", "status": "away"}
+
+
+async def test_new_friends_and_blocks_change_what_connections_see(
+    auth_service: AuthService, user_service: UserService
+) -> None:
+    async with stubs_for(auth_service, user_service) as stubs:
+        ann = await stubs.account("ann4")
+        bob = await stubs.account("bob4")
+        async with hub_on(stubs) as bff:
+            bob_inbox = Inbox()
+            await bff.open(user_id=bob.id, access_token=bob.token, send=bob_inbox.send)
+            assert bff.watched_users() == frozenset()
+            ann_conn = await bff.open(user_id=ann.id, access_token=ann.token, send=Inbox().send)
+
+            await stubs.befriend(ann, bob)
+            bff.befriended(ann.id, bob.id)
+            assert await bob_inbox.next() == frame(ann, "online")
+            assert bff.watched_users() == {ann.id, bob.id}
+
+            bff.blocked(bob.id, ann.id)
+            assert bff.watched_users() == frozenset()
+            await bff.close(ann_conn)
+            await bob_inbox.nothing_for(QUIET)

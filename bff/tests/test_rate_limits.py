@@ -136,9 +136,9 @@ async def test_the_auth_services_login_throttle_comes_through_as_429(sqlite_api)
     assert response.json()["error"]["details"]["retry_after"] >= 1
 
 
-async def test_a_redis_outage_does_not_take_the_api_down(sqlite_auth, start_bff):
+async def test_a_redis_outage_does_not_take_the_api_down(sqlite_auth, sqlite_deps, start_bff):
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    bff = await start_bff(auth_address=sqlite_auth.address, redis_url=dead_redis)
+    bff = await start_bff(auth_address=sqlite_auth.address, redis_url=dead_redis, **sqlite_deps)
     async with bff.client() as client:
         # Limits fail open...
         response = await client.post(
@@ -154,4 +154,5 @@ async def test_a_redis_outage_does_not_take_the_api_down(sqlite_auth, start_bff)
         # ...but readiness reports the broken dependency.
         ready = await client.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json()["error"]["details"]["checks"] == {"auth": "ok", "redis": "unavailable"}
+        checks = ready.json()["error"]["details"]["checks"]
+        assert checks == {"auth": "ok", "user": "ok", "chat": "ok", "redis": "unavailable"}

@@ -90,12 +90,16 @@ async def test_bad_configuration_exits_2_naming_the_variable():
     assert "CHATMESH_HTTP_PORT" in lines[0]
 
 
-async def test_python_m_chatmesh_bff_serves_and_stops_on_sigterm(sqlite_auth, tmp_path):
+async def test_python_m_chatmesh_bff_serves_and_stops_on_sigterm(
+    sqlite_auth, sqlite_deps, tmp_path
+):
     port = free_port()
     process = await run_module(
         {
             "CHATMESH_HTTP_PORT": str(port),
             "CHATMESH_AUTH_ADDRESS": sqlite_auth.address,
+            "CHATMESH_USER_ADDRESS": sqlite_deps["user_address"],
+            "CHATMESH_CHAT_ADDRESS": sqlite_deps["chat_address"],
             "CHATMESH_REDIS_URL": "",
             "CHATMESH_WEB_DIR": str(tmp_path / "none"),
             "CHATMESH_LOG_FORMAT": "json",
@@ -112,7 +116,7 @@ async def test_python_m_chatmesh_bff_serves_and_stops_on_sigterm(sqlite_auth, tm
                     await asyncio.sleep(0.1)
             assert ready is not None, "the BFF never started listening"
             assert ready.status_code == 200, ready.text
-            assert ready.json()["checks"] == {"auth": "ok"}
+            assert ready.json()["checks"] == {"auth": "ok", "user": "ok", "chat": "ok"}
             assert "server" not in ready.headers
         process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(process.communicate(), 20)

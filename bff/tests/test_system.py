@@ -37,25 +37,28 @@ async def test_healthz_needs_no_dependencies(sqlite_auth, start_bff):
     assert response.json()["status"] == "ok"
 
 
-async def test_readyz_follows_the_auth_service(sqlite_auth, start_bff):
-    bff = await start_bff(auth_address=sqlite_auth.address)
+async def test_readyz_follows_the_auth_service(sqlite_auth, sqlite_deps, start_bff):
+    bff = await start_bff(auth_address=sqlite_auth.address, **sqlite_deps)
     async with bff.client() as client:
         ready = await client.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ready", "checks": {"auth": "ok"}}
+        assert ready.json() == {
+            "status": "ready",
+            "checks": {"auth": "ok", "user": "ok", "chat": "ok"},
+        }
 
         await sqlite_auth.server.stop()
         down = await client.get("/readyz")
         error = assert_error(down, 503, "not_ready")
-        assert error["details"]["checks"] == {"auth": "not_serving"}
+        assert error["details"]["checks"] == {"auth": "not_serving", "user": "ok", "chat": "ok"}
 
 
-async def test_readyz_checks_redis_when_configured(sqlite_auth, start_bff, redis_url):
-    bff = await start_bff(auth_address=sqlite_auth.address, redis_url=redis_url)
+async def test_readyz_checks_redis_when_configured(sqlite_auth, sqlite_deps, start_bff, redis_url):
+    bff = await start_bff(auth_address=sqlite_auth.address, redis_url=redis_url, **sqlite_deps)
     async with bff.client() as client:
         ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"auth": "ok", "redis": "ok"}
+    assert ready.json()["checks"] == {"auth": "ok", "user": "ok", "chat": "ok", "redis": "ok"}
 
 
 async def test_auth_down_is_503_in_the_error_shape(sqlite_api):
@@ -290,8 +293,8 @@ async def test_an_unexpected_error_is_a_generic_500(sqlite_auth, start_bff):
         assert (await client.get("/healthz")).status_code == 200
 
 
-async def test_readyz_is_503_while_auth_drains(sqlite_auth, start_bff):
-    bff = await start_bff(auth_address=sqlite_auth.address)
+async def test_readyz_is_503_while_auth_drains(sqlite_auth, sqlite_deps, start_bff):
+    bff = await start_bff(auth_address=sqlite_auth.address, **sqlite_deps)
     stopping = asyncio.create_task(sqlite_auth.server.stop(drain=2.0))
     try:
         async with bff.client() as client:
@@ -301,6 +304,6 @@ async def test_readyz_is_503_while_auth_drains(sqlite_auth, start_bff):
                     break
                 await asyncio.sleep(0.02)
         error = assert_error(response, 503, "not_ready")
-        assert error["details"]["checks"] == {"auth": "not_serving"}
+        assert error["details"]["checks"]["auth"] == "not_serving"
     finally:
         await stopping

@@ -52,6 +52,7 @@ def dev(tmp_path: Path) -> Iterator[DevProcess]:
         "CHATMESH_DEV_HTTP_PORT": str(http_port),
         "CHATMESH_DEV_AUTH_PORT": str(auth_port),
         "CHATMESH_DEV_USER_PORT": str(free_port()),
+        "CHATMESH_DEV_CHAT_PORT": str(free_port()),
         "CHATMESH_DEV_DATA_DIR": str(tmp_path / "data"),
         "CHATMESH_DEV_WEB_DIR": str(tmp_path / "no-web-build"),
     }

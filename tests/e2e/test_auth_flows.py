@@ -100,6 +100,7 @@ def test_expired_access_cookie_is_refreshed_once(contexts: Contexts) -> None:
     page = contexts.new_page()
     carol = new_person("Carol Refresh")
     sign_up(page, carol)
+    page.goto("about:blank")  # no earlier document (or its socket) left running
     refreshes: list[str] = []
     page.on(
         "request",

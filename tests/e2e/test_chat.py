@@ -167,7 +167,8 @@ def test_reconnect_after_restart_without_duplicates(contexts: Contexts, own_mesh
     sign_up(b, bob)
     url = create_room(a, f"resume-{uuid.uuid4().hex[:6]}")
     room_id = url.split("id=")[1]
-    joined = b.request.post(f"/api/v1/rooms/{room_id}/join")
+    origin = {"Origin": own_mesh.base_url}  # cookie-authenticated writes need it
+    joined = b.request.post(f"/api/v1/rooms/{room_id}/join", headers=origin)
     assert joined.ok, joined.text()
     b.goto(url.replace(own_mesh.base_url, ""))
     for i in range(3):
@@ -181,6 +182,7 @@ def test_reconnect_after_restart_without_duplicates(contexts: Contexts, own_mesh
         r = b.request.post(
             f"/api/v1/rooms/{room_id}/messages",
             data={"body": f"while away {i}", "client_msg_id": uuid.uuid4().hex},
+            headers=origin,
         )
         assert r.ok, r.text()
     expect(a.get_by_text("Reconnecting…")).to_have_count(0, timeout=30_000)

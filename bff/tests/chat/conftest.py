@@ -238,7 +238,10 @@ class Stack:
         for n in range(count):
             reply = await http.post(
                 f"/api/v1/rooms/{room_id}/messages",
-                json={"body": body or f"{prefix} {n}", "client_msg_id": f"{prefix}-{n}"},
+                json={
+                    "body": body or f"{prefix} {n}",
+                    "client_msg_id": f"{prefix.replace(' ', '_')}-{n}",
+                },
             )
             assert reply.status_code == 201, reply.text
 

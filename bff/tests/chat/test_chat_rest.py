@@ -72,14 +72,15 @@ async def test_rooms_dms_history_and_search(stack):
     assert [m["body"] for m in newer.json()["messages"]] == ["note 5", "note 6", "re"]
     assert newer.json()["has_more"] is False
 
-    rooms = await b.get("/api/v1/rooms")
+    rooms = await a.get("/api/v1/rooms")
     assert rooms.status_code == 200
     (listed,) = [r for r in rooms.json()["rooms"] if r["id"] == room["id"]]
-    assert listed["membership"]["unread_count"] == 7
+    assert listed["membership"]["unread_count"] == 1  # bob's reply
     assert listed["last_message"]["body"] == "re"
-    read = await b.post(f"/api/v1/rooms/{room['id']}/read", json={"seq": sent[-1]["seq"]})
+    latest = reply_msg.json()["seq"]
+    read = await a.post(f"/api/v1/rooms/{room['id']}/read", json={"seq": latest})
     assert read.status_code == 200, read.text
-    assert read.json() == {"last_read_seq": sent[-1]["seq"], "unread_count": 0}
+    assert read.json() == {"last_read_seq": latest, "unread_count": 0}
 
     found = await b.get("/api/v1/search", params={"q": "penguins"})
     assert found.status_code == 200, found.text

@@ -64,7 +64,7 @@ class EventLog:
         found = (unpack(event, message_type) for event in self.received)
         return [message for message in found if message is not None]
 
-    async def wait_count(self, message_type: type[M], count: int, within: float = 5.0) -> list[M]:
+    async def wait_count(self, message_type: type[M], count: int, within: float = 15.0) -> list[M]:
         async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: len(self.of_type(message_type)) >= count)
         return self.of_type(message_type)
@@ -129,7 +129,7 @@ class StreamClient:
             self.ended = True
             self._changed.set()
 
-    async def wait_until(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
+    async def wait_until(self, predicate: Callable[[], bool], within: float = 15.0) -> None:
         deadline = time.monotonic() + within
         while not predicate():
             remaining = deadline - time.monotonic()
@@ -301,7 +301,7 @@ class Harness:
         await self.wait_known(user.id)
         return user
 
-    async def wait_known(self, user_id: str, within: float = 5.0) -> None:
+    async def wait_known(self, user_id: str, within: float = 15.0) -> None:
         deadline = time.monotonic() + within
         while True:
             async with self.db.transaction() as session:

@@ -29,6 +29,7 @@ The API for the WebSocket handler (all coroutines are cheap unless noted)::
     hub.touch(connection_id)                       # on every client frame but `ping`
     hub.add_interests(connection_id, user_ids)     # joined a room / new co-members
     hub.remove_interests(connection_id, user_ids)  # left a room (friends stay)
+    hub.befriended(a, b) / hub.blocked(a, b)       # called by the people routes
     await hub.close(connection_id)                 # in the handler's `finally`
 
 ``send`` is awaited with a short timeout; errors from it are logged and
@@ -279,6 +280,22 @@ class PresenceHub:
         except grpc.aio.AioRpcError as error:
             # The service drops it when its heartbeats stop (connection TTL).
             log.warning("presence close failed", grpc_code=error.code().name)
+
+    def befriended(self, user_a: str, user_b: str) -> None:
+        """Two users became friends: their local connections see each other's
+        presence from now on (the people routes call this)."""
+        self._for_user(user_a, lambda cid: self.add_interests(cid, [user_b]))
+        self._for_user(user_b, lambda cid: self.add_interests(cid, [user_a]))
+
+    def blocked(self, user_a: str, user_b: str) -> None:
+        """One blocked the other: their local connections stop seeing each other."""
+        self._for_user(user_a, lambda cid: self.remove_interests(cid, [user_b]))
+        self._for_user(user_b, lambda cid: self.remove_interests(cid, [user_a]))
+
+    def _for_user(self, user_id: str, action: Callable[[str], None]) -> None:
+        for connection in list(self._connections.values()):
+            if connection.user_id == user_id:
+                action(connection.id)
 
     def connection_count(self) -> int:
         return len(self._connections)

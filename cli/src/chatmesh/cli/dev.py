@@ -28,6 +28,9 @@ from chatmesh.common.pubsub import InProcessPubSub
 from chatmesh.common.ratelimit import InMemoryRateLimiter
 from chatmesh.services.auth.app import AuthServer, serve
 from chatmesh.services.auth.settings import AuthSettings
+from chatmesh.services.chat.app import ChatServer
+from chatmesh.services.chat.app import serve as serve_chat
+from chatmesh.services.chat.settings import ChatSettings
 from chatmesh.services.user.app import UserServer
 from chatmesh.services.user.app import serve as serve_user
 from chatmesh.services.user.settings import UserSettings
@@ -36,6 +39,7 @@ log = get_logger("chatmesh.dev")
 
 AUTH_SERVICE = "chatmesh.auth.v1.AuthService"
 USER_SERVICE = "chatmesh.user.v1.UserService"
+CHAT_SERVICE = "chatmesh.chat.v1.ChatService"
 
 
 class DevSettings(BaseSettings):
@@ -47,6 +51,7 @@ class DevSettings(BaseSettings):
     http_port: int = Field(default=8000, ge=0, le=65535)
     auth_port: int = Field(default=50051, ge=0, le=65535)
     user_port: int = Field(default=50052, ge=0, le=65535)
+    chat_port: int = Field(default=50053, ge=0, le=65535)
     data_dir: Path = Path(".chatmesh")
     log_level: str = "info"
     web_dir: Path = Path("clients/web/out")
@@ -63,6 +68,40 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
+async def _start_chat(
+    settings: DevSettings,
+    *,
+    auth_address: str,
+    public_url: str,
+    bus: InProcessEventBus,
+    pubsub: InProcessPubSub,
+    limiter: InMemoryRateLimiter,
+) -> ChatServer:
+    """The chat service on SQLite, sharing the bus (it learns users from auth's
+    events) and the in-process pub/sub; returns once it reports SERVING."""
+    chat = await serve_chat(
+        ChatSettings(
+            database_url=f"sqlite+aiosqlite:///{settings.data_dir / 'chat.db'}",
+            grpc_host=settings.host,
+            grpc_port=settings.chat_port,
+            metrics_port=0,
+            auth_address=auth_address,
+            public_url=public_url,
+        ),
+        bus=bus,
+        pubsub=pubsub,
+        limiter=limiter,
+    )
+    try:
+        address = f"{settings.host}:{chat.port}"
+        async with create_channel(address) as channel, asyncio.timeout(settings.start_timeout):
+            await wait_until_serving(channel, CHAT_SERVICE)
+    except BaseException:
+        await chat.stop(drain=0.0, grace=1.0)
+        raise
+    return chat
+
+
 async def run_dev(settings: DevSettings) -> int:
     configure_logging("chatmesh-dev", level=settings.log_level, fmt="console")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +114,7 @@ async def run_dev(settings: DevSettings) -> int:
     pubsub = InProcessPubSub()
     auth: AuthServer | None = None
     user: UserServer | None = None
+    chat: ChatServer | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
         auth = await serve(
@@ -107,6 +147,16 @@ async def run_dev(settings: DevSettings) -> int:
         async with create_channel(user_address) as channel, asyncio.timeout(settings.start_timeout):
             await wait_until_serving(channel, USER_SERVICE)
 
+        chat = await _start_chat(
+            settings,
+            auth_address=auth_address,
+            public_url=public_url,
+            bus=bus,
+            pubsub=pubsub,
+            limiter=limiter,
+        )
+        chat_address = f"{settings.host}:{chat.port}"
+
         mailer = ConsoleMailer(public_url)
         tasks.append(
             asyncio.create_task(
@@ -121,6 +171,7 @@ async def run_dev(settings: DevSettings) -> int:
             http_port=settings.http_port,
             auth_address=auth_address,
             user_address=user_address,
+            chat_address=chat_address,
             public_url=public_url,
             web_dir=settings.web_dir,
         )
@@ -160,10 +211,10 @@ async def run_dev(settings: DevSettings) -> int:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if user is not None:
-            await user.stop(drain=0.0, grace=2.0)
-        if auth is not None:
-            await auth.stop(drain=0.0, grace=2.0)
+        # The reverse of the start order.
+        for service in (chat, user, auth):
+            if service is not None:
+                await service.stop(drain=0.0, grace=2.0)
         await pubsub.close()
         await bus.close()
         log.info("stopped")

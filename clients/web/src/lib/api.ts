@@ -133,7 +133,8 @@ function withCrossTabLock<T>(f: () => Promise<T>): Promise<T> {
   return locks ? (locks.request(REFRESH_LOCK, f) as unknown as Promise<T>) : f();
 }
 
-function lastRefreshAt(): number {
+/** When any tab last refreshed the session (ms since epoch; 0 when unknown). */
+export function lastRefreshAt(): number {
   try {
     return Number(globalThis.localStorage?.getItem(REFRESHED_KEY) ?? 0) || 0;
   } catch {

@@ -9,8 +9,9 @@ export interface SocketHandlers {
   onOpen: () => void;
   onFrame: (frame: Record<string, unknown>) => void;
   onStatus: (status: SocketStatus) => void;
-  /** The server refused our session: try a token refresh; false means signed out. */
-  onAuthFailure: () => Promise<boolean>;
+  /** The server refused our session (the attempt started at `since`, ms): refresh the
+   * token unless that happened meanwhile; false means signed out. */
+  onAuthFailure: (since: number) => Promise<boolean>;
 }
 
 const PING_EVERY_MS = 25_000;
@@ -73,6 +74,7 @@ export class ChatSocket {
   private connect(): void {
     this.h.onStatus(this.attempt === 0 ? "connecting" : this.retryStatus());
     const ws = new WebSocket(this.url);
+    const attemptStarted = Date.now();
     this.ws = ws;
     ws.onopen = () => {
       this.attempt = 0;
@@ -117,7 +119,7 @@ export class ChatSocket {
         this.retryTimer = setTimeout(() => this.connect(), delay);
       };
       if (AUTH_CLOSE_CODES.has(ev.code)) {
-        void this.h.onAuthFailure().then((ok) => {
+        void this.h.onAuthFailure(attemptStarted).then((ok) => {
           if (ok) schedule();
           else {
             this.stopped = true;

@@ -2,7 +2,7 @@
 // The app's chat store: ChatState + the outbox + toasts, wired to the one WebSocket
 // and the REST API. React components read it with useChat(selector).
 import { useSyncExternalStore } from "react";
-import { api } from "./api";
+import { api, lastRefreshAt } from "./api";
 import {
   addLocal,
   applyFrame,
@@ -121,8 +121,22 @@ function notify(m: Message): void {
   }
 }
 
+/** Users a frame mentions (senders, reactors, readers, typers): fetch their names. */
+function usersIn(frame: Record<string, unknown>): string[] {
+  const ids: string[] = [];
+  if (typeof frame.user_id === "string") ids.push(frame.user_id);
+  const m = frame.message as { sender_id?: unknown; reactions?: unknown } | undefined;
+  if (m && typeof m.sender_id === "string") ids.push(m.sender_id);
+  const reactions = Array.isArray(frame.reactions) ? frame.reactions : Array.isArray(m?.reactions) ? m.reactions : [];
+  for (const r of reactions as { user_ids?: unknown }[]) {
+    if (Array.isArray(r.user_ids)) ids.push(...r.user_ids.filter((u): u is string => typeof u === "string"));
+  }
+  return ids;
+}
+
 function onFrame(frame: Record<string, unknown>): void {
   const type = frame.type;
+  if (type !== "pong" && type !== "presence") requestProfiles(usersIn(frame));
   if (type === "ready") {
     chat((s) => applyFrame(s, frame, Date.now()));
     sendResume();
@@ -171,7 +185,7 @@ export function connect(me: User): void {
     },
     onFrame,
     onStatus: (status) => chat((s) => ({ ...s, status })),
-    onAuthFailure: () => api.refresh(),
+    onAuthFailure: (since) => (lastRefreshAt() >= since ? Promise.resolve(true) : api.refresh()),
   });
   socket.start();
   ticker = setInterval(tick, 1000);
@@ -240,7 +254,7 @@ export async function openRoom(roomId: string): Promise<void> {
   }
   const data = await api.get<unknown>(`/api/v1/rooms/${encodeURIComponent(roomId)}/messages?limit=${PAGE}`);
   const { messages, hasMore } = pageOf(data);
-  requestProfiles(messages.map((m) => m.sender_id));
+  requestProfiles(messages.flatMap((m) => [m.sender_id, ...m.reactions.flatMap((r) => r.user_ids)]));
   chat((s) => applyLatestPage(s, roomId, messages, hasMore ?? messages.length >= PAGE));
   scheduleRead(roomId);
 }
@@ -259,7 +273,7 @@ export async function loadOlder(roomId: string): Promise<number> {
   }
   const data = await api.get<unknown>(`/api/v1/rooms/${encodeURIComponent(roomId)}/messages?before_seq=${before}&limit=${PAGE}`);
   const { messages, hasMore } = pageOf(data);
-  requestProfiles(messages.map((m) => m.sender_id));
+  requestProfiles(messages.flatMap((m) => [m.sender_id, ...m.reactions.flatMap((r) => r.user_ids)]));
   chat((s) => applyOlderPage(s, roomId, messages, hasMore ?? messages.length >= PAGE));
   return messages.length;
 }

@@ -185,7 +185,7 @@ class PeopleRoutes:
         )
 
     async def send_friend_request(self, request: Request) -> Response:
-        _, metadata = await self._caller(request)
+        user_id, metadata = await self._caller(request)
         body = await read_json(request, UserRef)
         reply = await backends(request.scope).users.SendFriendRequest(
             user_pb2.SendFriendRequestRequest(user_id=body.user_id),
@@ -193,6 +193,7 @@ class PeopleRoutes:
             metadata=metadata,
         )
         if reply.WhichOneof("result") == "friend":
+            backends(request.scope).presence_hub.befriended(user_id, body.user_id)
             result = FriendRequestResult(
                 status="friends", request=None, friend=Friend.from_proto(reply.friend)
             )
@@ -203,12 +204,14 @@ class PeopleRoutes:
         return model_response(result, 201)
 
     async def accept_friend_request(self, request: Request) -> Response:
-        _, metadata = await self._caller(request)
-        reply = await backends(request.scope).users.AcceptFriendRequest(
+        user_id, metadata = await self._caller(request)
+        found = backends(request.scope)
+        reply = await found.users.AcceptFriendRequest(
             user_pb2.AcceptFriendRequestRequest(request_id=str(request.path_params["request_id"])),
             timeout=self.timeout,
             metadata=metadata,
         )
+        found.presence_hub.befriended(user_id, reply.friend.profile.user_id)
         return model_response(Friend.from_proto(reply.friend))
 
     async def decline_friend_request(self, request: Request) -> Response:
@@ -260,13 +263,15 @@ class PeopleRoutes:
         return model_response(BlockedUserList(blocked=await _all_pages(blocked)))
 
     async def block_user(self, request: Request) -> Response:
-        _, metadata = await self._caller(request)
+        user_id, metadata = await self._caller(request)
         body = await read_json(request, UserRef)
-        reply = await backends(request.scope).users.BlockUser(
+        found = backends(request.scope)
+        reply = await found.users.BlockUser(
             user_pb2.BlockUserRequest(user_id=body.user_id),
             timeout=self.timeout,
             metadata=metadata,
         )
+        found.presence_hub.blocked(user_id, body.user_id)
         return model_response(BlockedUser.from_proto(reply.blocked_user), 201)
 
     async def unblock_user(self, request: Request) -> Response:

@@ -198,7 +198,6 @@ class WebSocketEndpoint:
             limits=self.limits,
         )
         found.chat_hub.register(connection)
-        found.connections.add(connection)
         writer = asyncio.create_task(connection.writer())
         reader: asyncio.Task[None] | None = None
         presence_id: str | None = None
@@ -216,6 +215,8 @@ class WebSocketEndpoint:
                 await self._close(websocket, CLOSE_TRY_AGAIN, frame)
                 return
             connection.send(ready)
+            # Heartbeats and frames for users (presence) only after `ready`.
+            found.connections.add(connection)
             connection.spawn(connection.release_later())
             presence_id = await self._open_presence(connection, found)
             reader = asyncio.create_task(self._read(connection, found, presence_id))

@@ -107,7 +107,7 @@ class ChatService:
         self._db = db
         self._blocks = blocks or AllowAll()
         self._clock = clock
-        # Called after every commit that appended room events or outbox events.
+        # Called after every committed write (the room event relay's wake-up).
         self._on_commit = on_commit
         self._pairs: OrderedDict[str, tuple[str, ...]] = OrderedDict()
 
@@ -128,16 +128,6 @@ class ChatService:
             self._on_commit()
             return result
         raise AssertionError("unreachable")
-
-    @staticmethod
-    async def _room(session: AsyncSession, room_id: str, *, lock: bool = False) -> models.Room:
-        query = select(models.Room).where(col(models.Room.id) == room_id)
-        if lock:
-            query = query.with_for_update()
-        room = (await session.exec(query)).first()
-        if room is None:
-            raise _room_not_found()
-        return room
 
     @staticmethod
     async def _member(session: AsyncSession, room_id: str, user_id: str) -> models.Member | None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.generator import BytesGenerator
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
+from io import BytesIO
 
 from chatmesh.services.mail.addresses import check_header_value, parse_address
 
@@ -64,6 +66,7 @@ def to_mime_bytes(email: OutgoingEmail) -> tuple[str, str, bytes]:
         message[_header(name)] = _header(value)
     message.attach(MIMEText(email.text, "plain", "utf-8"))
     message.attach(MIMEText(email.html, "html", "utf-8"))
-    raw = message.as_bytes()
-    # compat32 writes LF; SMTP and SES want CRLF line endings.
-    return sender, recipient, raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    out = BytesIO()
+    # No folding (values were length-checked when queued), CRLF line endings.
+    BytesGenerator(out, mangle_from_=False, maxheaderlen=0).flatten(message, linesep="\r\n")
+    return sender, recipient, out.getvalue()

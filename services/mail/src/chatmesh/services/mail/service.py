@@ -382,8 +382,10 @@ class MailService:
                 raise FailedPrecondition(
                     "the email is not in the dead-letter queue", code="not_dead_lettered"
                 )
-        await self._queue.publish([email_id])
-        return await self.get_email(email_id)
+        # The email as replayed (a worker may take it the moment it is published).
+        replayed = await self.get_email(email_id)
+        await self._publish([email_id])
+        return replayed
 
     # --- preferences and unsubscribe -----------------------------------------------------
 

@@ -73,9 +73,10 @@ class MailSettings(ServiceSettings):
     retry_max_seconds: float = Field(default=600.0, gt=0)
     # A job a worker holds this long without finishing is taken over by another.
     claim_idle_seconds: float = Field(default=60.0, gt=0)
-    # A queued job nobody picked up is published again after this long (survives
-    # a Redis that lost its data).
-    requeue_after_seconds: float = Field(default=30.0, gt=0)
+    # A queued job nobody finished is published again after this long (survives a
+    # Redis that lost its data, or a crash in embedded mode). Longer than a normal
+    # backlog takes to drain, or the sweep duplicates jobs that are merely waiting.
+    requeue_after_seconds: float = Field(default=300.0, gt=0)
     # How often the database is checked for due retries and forgotten jobs.
     sweep_interval_seconds: float = Field(default=0.5, gt=0)
     # Jobs a worker takes at once (claimed and recorded in one transaction each,

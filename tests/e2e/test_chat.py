@@ -126,7 +126,10 @@ def test_room_reactions_reply_edit_delete_typing(contexts: Contexts, mesh: Mesh)
     )
 
     # typing: bob types without sending
-    b.get_by_role("textbox", name=re.compile(r"^Message ")).fill("typing something")
+    # typing is throttled (client and server): type like a person, for a few seconds
+    b.get_by_role("textbox", name=re.compile(r"^Message ")).press_sequentially(
+        "typing something", delay=300
+    )
     expect(a.get_by_text(f"{bob.display_name} is typing…")).to_be_visible()
     b.get_by_role("textbox", name=re.compile(r"^Message ")).fill("")
 
@@ -135,12 +138,13 @@ def test_room_reactions_reply_edit_delete_typing(contexts: Contexts, mesh: Mesh)
     edit = b.get_by_role("textbox", name="Edit message")
     edit.fill("first message, edited")
     edit.press("Enter")
-    edited = a.locator("li[data-message-id]", has_text="first message, edited")
+    # .first: the reply below quotes the (edited) message too
+    edited = a.locator("li[data-message-id]", has_text="first message, edited").first
     expect(edited).to_contain_text("(edited)")
 
     # delete: bob deletes it, alice sees the tombstone
     b.on("dialog", lambda d: d.accept())
-    mine = b.locator("li[data-message-id]", has_text="first message, edited")
+    mine = b.locator("li[data-message-id]", has_text="first message, edited").first
     mine.hover()
     mine.get_by_role("button", name="Delete message").click()
     expect(a.get_by_text("This message was deleted.")).to_be_visible()

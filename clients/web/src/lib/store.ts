@@ -153,7 +153,9 @@ function onFrame(frame: Record<string, unknown>): void {
       update((s) => ({ ...s, outbox: settle(s.outbox, cid) }));
       chat((s) => failLocal(s, entry.room_id, cid));
     }
-    pushToast({ title: "Error", body: typeof frame.message === "string" ? frame.message : "Something went wrong" });
+    // Other errors answer typing / read / resume frames: nothing the user can act on.
+    if (cid && entry) pushToast({ title: "Message not sent", body: typeof frame.message === "string" ? frame.message : "Something went wrong" });
+    else console.warn("chat socket error", frame.code, frame.message);
     return;
   }
   if (type === "message.ack" || type === "message.created") {
@@ -170,6 +172,14 @@ function onFrame(frame: Record<string, unknown>): void {
     chat((s) => applyFrame(s, frame, Date.now()));
     if (m && state.activeRoom === m.room_id && type === "message.created") scheduleRead(m.room_id);
     return;
+  }
+  if (type === "room.updated") {
+    const room = normalizeRoom(frame.room);
+    if (room && !(room.id in state.rooms)) {
+      chat((s) => applyFrame(s, frame, Date.now()));
+      if (room.id in state.rooms) socket?.send({ type: "resume", rooms: { [room.id]: 0 } });
+      return;
+    }
   }
   chat((s) => applyFrame(s, frame, Date.now()));
 }
@@ -220,7 +230,7 @@ export async function loadRooms(): Promise<void> {
   try {
     const data = await api.get<unknown>("/api/v1/rooms");
     const rooms = listOf(data, "rooms").map(normalizeRoom).filter((r): r is Room => r !== null);
-    chat((s) => rooms.reduce((acc, r) => upsertRoom(acc, r, { seedCursor: true }), s));
+    addRooms(rooms);
     const dmMembers = rooms.filter((r) => r.type === "direct").flatMap((r) => r.member_ids);
     requestProfiles(dmMembers);
   } finally {
@@ -230,8 +240,21 @@ export async function loadRooms(): Promise<void> {
 
 export function upsertRoomFromApi(raw: unknown): Room | null {
   const room = normalizeRoom(raw);
-  if (room) chat((s) => upsertRoom(s, room, { seedCursor: true }));
+  if (room) addRooms([room]);
   return room;
+}
+
+/** Add rooms to the list; rooms new to this connection are resumed on the socket at
+ * once, so it delivers them live (a room joined, created or opened as a DM after the
+ * socket's `ready`). */
+function addRooms(rooms: Room[]): void {
+  const fresh = rooms.filter((r) => !(r.id in state.rooms));
+  chat((s) => rooms.reduce((acc, r) => upsertRoom(acc, r, { seedCursor: true }), s));
+  if (fresh.length > 0 && socket?.isOpen && state.status === "open") {
+    const rooms: Record<string, number> = {};
+    for (const r of fresh) rooms[r.id] = state.cursors[r.id] ?? r.last_seq;
+    socket.send({ type: "resume", rooms });
+  }
 }
 
 export function forgetRoom(roomId: string): void {
@@ -286,7 +309,7 @@ export async function loadMembers(roomId: string): Promise<Room | null> {
     const data = await api.get<unknown>(`/api/v1/rooms/${encodeURIComponent(roomId)}`);
     const d = data as { room?: unknown; members?: unknown } | null;
     const room = normalizeRoom(d?.room ?? data);
-    if (room && room.is_member !== false) chat((s) => upsertRoom(s, room, { seedCursor: true }));
+    if (room && room.is_member !== false) addRooms([room]);
     const members = listOf(d?.members ?? (d?.room as { members?: unknown } | undefined)?.members, "members");
     const reads: Record<string, number> = {};
     const ids: string[] = [];
@@ -307,7 +330,7 @@ export async function loadMembers(roomId: string): Promise<Room | null> {
 export async function joinRoom(roomId: string): Promise<void> {
   const data = await api.post<unknown>(`/api/v1/rooms/${encodeURIComponent(roomId)}/join`);
   const room = normalizeRoom((data as { room?: unknown } | null)?.room ?? data);
-  if (room) chat((s) => upsertRoom(s, { ...room, is_member: true }, { seedCursor: true }));
+  if (room) addRooms([{ ...room, is_member: true }]);
   else await loadRooms();
 }
 
@@ -317,6 +340,9 @@ export function sendMessage(roomId: string, body: string, replyTo: string | null
   const me = state.me;
   if (!me) return;
   const client_msg_id = newClientMsgId();
+  // receivers clear our typing indicator when the message lands: the next keystroke
+  // must announce typing again, whatever the throttle says
+  delete lastTypingSent[roomId];
   chat((s) => addLocal(s, { room_id: roomId, body, client_msg_id, sender_id: me.id, reply_to: replyTo }));
   update((s) => ({ ...s, outbox: enqueue(s.outbox, { client_msg_id, room_id: roomId, body, reply_to: replyTo }, Date.now()) }));
   flushOutbox();

@@ -26,6 +26,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from chatmesh.common.grpc.client import create_channel
+from chatmesh.common.grpc.health import is_serving
 from chatmesh.common.testing import free_port
 
 PG_ADMIN = os.environ.get(
@@ -83,13 +85,10 @@ def mesh(mode: str, workdir: Path) -> Iterator[str]:
     ]
     base = f"http://127.0.0.1:{http_port}"
     try:
+        # Only auth and the BFF run here, so /readyz (which also wants the chat
+        # and user services) would never pass: wait for auth SERVING + BFF up.
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
+        while not asyncio.run(_ready(base, f"127.0.0.1:{grpc_port}")):
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 raise RuntimeError("mesh did not become ready")
             time.sleep(0.2)
@@ -101,6 +100,17 @@ def mesh(mode: str, workdir: Path) -> Iterator[str]:
             proc.wait(timeout=30)
         if database:
             asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+async def _ready(base: str, auth_address: str) -> bool:
+    async with create_channel(auth_address) as channel:
+        if not await is_serving(channel, "chatmesh.auth.v1.AuthService"):
+            return False
+    try:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"{base}/healthz", timeout=1)).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 async def _pg(sql: str) -> None:

@@ -22,6 +22,9 @@ def main() -> None:
         proxy_headers=False,
         server_header=False,
         ws="websockets-sansio",
+        # permessage-deflate keeps zlib state per connection (~80 KiB each) and
+        # compresses every frame once per recipient: off (docs/websocket.md).
+        ws_per_message_deflate=False,
         lifespan="on",
         log_config=None,
         access_log=False,

@@ -186,6 +186,8 @@ async def run_dev(settings: DevSettings) -> int:
                 proxy_headers=False,
                 lifespan="on",
                 ws="websockets-sansio",
+                # No per-connection zlib state (see chatmesh.bff.__main__).
+                ws_per_message_deflate=False,
             )
         )
         bff_task = asyncio.create_task(server.serve())

@@ -49,6 +49,9 @@ CLOSE_RATE_LIMITED = 4029
 # Events per ListRoomEvents page: a message event can be ~40 KB (10,000
 # characters of 4-byte UTF-8), and a gRPC message is limited to 4 MB.
 REPLAY_PAGE = 64
+# A client whose socket accepts nothing (not even the close frame) is dropped
+# this many seconds after it was told to close.
+ABORT_AFTER_CLOSE = 30.0
 _CLOSE = object()
 
 
@@ -122,6 +125,8 @@ class Connection:
         self._sync = asyncio.Lock()
         self._queue: asyncio.Queue[str | object] = asyncio.Queue(limits.send_queue)
         self._tasks: set[asyncio.Task[None]] = set()
+        # The task running `writer()` (set by the endpoint).
+        self.writer_task: asyncio.Task[None] | None = None
 
     # --- sending ---------------------------------------------------------------
 
@@ -160,6 +165,12 @@ class Connection:
         if self._queue.full():
             self._queue.get_nowait()
         self._queue.put_nowait(_CLOSE)
+        asyncio.get_running_loop().call_later(ABORT_AFTER_CLOSE, self._abort)
+
+    def _abort(self) -> None:
+        if self.writer_task is not None and not self.writer_task.done():
+            log.info("dropping a client that accepts no data", code=self.close_code)
+            self.writer_task.cancel()
 
     async def writer(self) -> None:
         """Drain the queue into the socket; ends by closing it."""

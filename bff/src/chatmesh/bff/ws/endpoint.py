@@ -199,6 +199,7 @@ class WebSocketEndpoint:
         )
         found.chat_hub.register(connection)
         writer = asyncio.create_task(connection.writer())
+        connection.writer_task = writer
         reader: asyncio.Task[None] | None = None
         presence_id: str | None = None
         try:

@@ -99,6 +99,47 @@ async def test_concurrent_sends_with_one_client_msg_id_make_one_message(chat):
     assert following.seq == messages[0].seq + 1
 
 
+async def test_a_burst_into_one_room_gets_consecutive_seqs_and_individual_answers(chat):
+    # Sends racing into one room are committed together; each still gets its own
+    # answer: a new message, the original of a repeated key, or its own refusal.
+    alice, bob, outsider = await chat.user(), await chat.user(), await chat.user()
+    room = await chat.room(alice, members=(bob,))
+    other = await chat.room(alice, name="elsewhere")
+    taken = await chat.send(alice, other.id, "keeps its key", client_msg_id="taken")
+
+    def request(body: str, client_msg_id: str, reply_to: str = "") -> api.SendMessageRequest:
+        return api.SendMessageRequest(
+            room_id=room.id, body=body, client_msg_id=client_msg_id, reply_to=reply_to
+        )
+
+    calls = [
+        *(chat.stub.SendMessage(request(f"a{n}", f"a{n}"), metadata=alice.md) for n in range(25)),
+        *(chat.stub.SendMessage(request(f"b{n}", f"b{n}"), metadata=bob.md) for n in range(25)),
+        *(chat.stub.SendMessage(request("same", "dup"), metadata=bob.md) for _ in range(5)),
+        *(chat.stub.SendMessage(request("no", f"o{n}"), metadata=outsider.md) for n in range(3)),
+        chat.stub.SendMessage(request("bad reply", "r1", reply_to=taken.id), metadata=bob.md),
+        chat.stub.SendMessage(request("key used", "taken"), metadata=alice.md),
+    ]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    sent, dups = results[:50], results[50:55]
+    refused = [r.code() for r in results[55:58]]
+    bad_reply, reused = results[58], results[59]
+
+    assert all(isinstance(r, api.SendMessageResponse) and r.created for r in sent)
+    assert len({r.message.id for r in dups}) == 1
+    assert sum(r.created for r in dups) == 1
+    assert refused == [grpc.StatusCode.PERMISSION_DENIED] * 3
+    assert bad_reply.code() == grpc.StatusCode.NOT_FOUND
+    assert reused.code() == grpc.StatusCode.ALREADY_EXISTS
+    seqs = sorted([r.message.seq for r in sent] + [dups[0].message.seq])
+    assert seqs == list(range(seqs[0], seqs[0] + 51))  # gapless, no seq burnt by refusals
+    messages = await history(chat, bob, room.id)
+    assert len(messages) == 51
+    assert [m.seq for m in messages] == seqs
+    for r in sent:
+        assert r.message.body == r.message.client_msg_id  # each got its own message
+
+
 async def test_bodies_must_be_non_empty_and_at_most_10000_characters(chat):
     alice = await chat.user()
     room = await chat.room(alice)

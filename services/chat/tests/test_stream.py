@@ -201,6 +201,36 @@ async def test_resume_replays_exactly_the_missed_events_then_goes_live(live):
     assert [e.seq for e in delivered] == list(range(seen_up_to + 1, live_message.seq + 1))
 
 
+async def test_after_a_chat_restart_resubscribing_and_replaying_loses_nothing(live):
+    alice, bob = await live.user(), await live.user()
+    room = await live.room(alice, members=(bob,))
+    stream = await live.main.open_stream()
+    await stream.subscribe("ws-bob", bob, [room.id])
+    first = await live.send(alice, room.id, "before the restart")
+    await stream.wait_until(lambda: first.seq in stream.seqs(room.id))
+    seen_up_to = stream.seqs(room.id)[-1]
+
+    await live.main.server.stop()  # the replica the BFF streamed from goes away
+    await stream.wait_until(lambda: stream.ended)
+    replacement = await live.start_chat()
+    missed = [
+        await live.send(alice, room.id, f"while away {n}", stub=replacement.stub) for n in range(20)
+    ]
+    again = await replacement.open_stream()
+    cursor = cursor_of(await again.subscribe("ws-bob", bob, [room.id]), room.id)
+    replay = await replacement.stub.ListRoomEvents(
+        api.ListRoomEventsRequest(room_id=room.id, after_seq=seen_up_to), metadata=bob.md
+    )
+    live_message = await live.send(alice, room.id, "back", stub=replacement.stub)
+    await again.wait_until(lambda: live_message.seq in again.seqs(room.id))
+    delivered = [e for e in replay.events if e.seq <= cursor] + [
+        e for e in again.events(room.id) if e.seq > cursor
+    ]
+    assert [e.message_created.message.id for e in delivered] == [m.id for m in missed] + [
+        live_message.id
+    ]
+
+
 async def test_typing_is_ephemeral_and_rate_limited(live):
     alice, bob = await live.user(), await live.user()
     room = await live.room(alice, members=(bob,))

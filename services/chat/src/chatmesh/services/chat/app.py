@@ -113,6 +113,7 @@ async def serve(
         runtime.spawn(lambda stop: directory.consume(bus, consumer, stop))
 
         service = ChatService(db=db, blocks=block_checker, on_commit=room_relay.wake)
+        runtime.on_close(service.drain)  # closers run in reverse: before db.close
         sessions = make_session_factory(
             hub=hub,
             store=service,

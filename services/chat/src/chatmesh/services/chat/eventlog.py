@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from sqlalchemy import and_, delete, func, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
@@ -41,6 +42,11 @@ log = get_logger("chatmesh.chat.eventlog")
 PUBLISHED = Counter(
     "chat_room_events_published_total", "Room events the relay published to pub/sub."
 )
+PUBLISH_DELAY = Histogram(
+    "chat_room_event_publish_delay_seconds",
+    "Time from an event's creation to its publication by the relay.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 ROOM_CHANNEL_PREFIX = "room."
 USER_CHANNEL_PREFIX = "user."
@@ -54,6 +60,39 @@ def user_channel(user_id: str) -> str:
     return USER_CHANNEL_PREFIX + user_id
 
 
+async def allocate(
+    session: AsyncSession, room: models.Room, count: int = 1, **room_values: Any
+) -> int:
+    """Take the room's next `count` seqs; returns the last one.
+
+    `UPDATE rooms SET last_seq = last_seq + count ... RETURNING` also locks the
+    room row until commit, so seqs are gapless and commit in order. While the
+    lock is held, a negative `count` gives back seqs not used after all.
+    `room_values` are other room columns to set in the same statement; `room`
+    (the ORM row) is brought up to date without another write.
+    """
+    table = models.Room
+    statement = (
+        update(table)
+        .where(col(table.id) == room.id)
+        .values(last_seq=col(table.last_seq) + count, **room_values)
+        .returning(col(table.last_seq))
+        # A plain SQL UPDATE: the ORM row is synchronised below, not reloaded.
+        .execution_options(synchronize_session=False)
+    )
+    last = int((await session.exec(statement)).scalar_one())
+    set_committed_value(room, "last_seq", last)
+    for name, value in room_values.items():
+        set_committed_value(room, name, value)
+    return last
+
+
+def stamp(event: pb.RoomEvent, room_id: str, seq: int, now: datetime) -> None:
+    event.room_id = room_id
+    event.seq = seq
+    event.create_time.CopyFrom(views.timestamp(now))
+
+
 async def reserve(
     session: AsyncSession,
     room: models.Room,
@@ -63,42 +102,32 @@ async def reserve(
     **room_values: Any,
 ) -> int:
     """Give `event` the room's next seq (and its room id and time); `record` it
-    once its payload is complete, in the same transaction.
-
-    The seq comes from `UPDATE rooms SET last_seq = last_seq + 1 ... RETURNING`,
-    which also locks the room row until commit, so seqs are gapless and commit
-    in order. `room_values` are other room columns to set in the same statement;
-    `room` (the ORM row) is brought up to date without another write.
-    """
-    table = models.Room
-    statement = (
-        update(table)
-        .where(col(table.id) == room.id)
-        .values(last_seq=col(table.last_seq) + 1, **room_values)
-        .returning(col(table.last_seq))
-        # A plain SQL UPDATE: the ORM row is synchronised below, not reloaded.
-        .execution_options(synchronize_session=False)
-    )
-    seq = int((await session.exec(statement)).scalar_one())
-    set_committed_value(room, "last_seq", seq)
-    for name, value in room_values.items():
-        set_committed_value(room, name, value)
-    event.room_id = room.id
-    event.seq = seq
-    event.create_time.CopyFrom(views.timestamp(now))
+    once its payload is complete, in the same transaction."""
+    seq = await allocate(session, room, 1, **room_values)
+    stamp(event, room.id, seq, now)
     return seq
 
 
 async def record(session: AsyncSession, event: pb.RoomEvent, *, now: datetime) -> None:
     """Store a reserved event in the log; a trigger queues it for the relay."""
+    await record_many(session, [event], now=now)
+
+
+async def record_many(
+    session: AsyncSession, events: Sequence[pb.RoomEvent], *, now: datetime
+) -> None:
     await session.exec(
-        sa_insert(_LOG).values(
-            room_id=event.room_id,
-            seq=event.seq,
-            message_id=message_id_of(event) or None,
-            payload=event.SerializeToString(),
-            create_time=now,
-        )
+        sa_insert(_LOG),
+        params=[
+            {
+                "room_id": event.room_id,
+                "seq": event.seq,
+                "message_id": message_id_of(event) or None,
+                "payload": event.SerializeToString(),
+                "create_time": now,
+            }
+            for event in events
+        ],
     )
 
 
@@ -292,10 +321,12 @@ class RoomEventRelay:
             for row in pending:
                 highest[str(row[0])] = int(row[1])
                 payloads.append(bytes(row[2]))
+            now = time.time()
             for payload in payloads:
                 event = pb.RoomEvent.FromString(payload)
                 for channel in channels_for(event):
                     await self._pubsub.publish(channel, payload)
+                PUBLISH_DELAY.observe(max(0.0, now - event.create_time.ToMicroseconds() / 1e6))
             for room_id, high in highest.items():
                 await connection.execute(
                     delete(queue).where(queue.c.room_id == room_id, queue.c.seq <= high)

@@ -152,6 +152,7 @@ class Hub:
         await self._subscription.close()
 
     def _on_resync(self) -> None:
+        log.info("hub_resync", streams=len(self._sessions))
         for session in tuple(self._sessions):
             session.on_resync()
 
@@ -166,7 +167,10 @@ class Hub:
                 log.error("hub_undecodable_event", channel=channel)
                 continue
             for listener in tuple(listeners):
-                listener.on_event(channel, event)
+                try:
+                    listener.on_event(channel, event)
+                except Exception:  # one broken stream must not stop the others
+                    log.exception("hub_listener_failed", channel=channel)
 
 
 @dataclass

@@ -1,12 +1,13 @@
 """The chat domain: rooms, memberships, messages, reactions, read markers,
 history, search. Plain async methods taking the caller's user id; no gRPC.
 
-Every mutating operation runs in one transaction that first locks the room row
-(`SELECT ... FOR UPDATE`; on SQLite every transaction is exclusive anyway), so
-membership and role checks cannot race with the changes they guard, and the
-room's events get consecutive seqs in commit order (see `eventlog.reserve`).
-Service events (`MessageCreated`, `MentionCreated`) go into the outbox in the
-same transaction.
+Every change to a room runs in one transaction that holds the room's row lock
+(taken by `SELECT ... FOR UPDATE`, or by the seq bump in `eventlog.allocate`;
+on SQLite every transaction is exclusive anyway), so membership and role checks
+cannot race with the changes they guard, and the room's events get consecutive
+seqs in commit order. Sends go through `sending.MessageSender`, which commits
+the sends waiting for one room together. Service events (`MessageCreated`,
+`MentionCreated`) go into the outbox in the same transaction.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import and_, delete, func, insert, or_, update
+from sqlalchemy import and_, delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,7 +28,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from chatmesh.chat.v1 import resources_pb2 as pb
 from chatmesh.common.db import Database
 from chatmesh.common.errors import (
-    AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -35,10 +35,11 @@ from chatmesh.common.errors import (
 )
 from chatmesh.common.outbox import add_event
 from chatmesh.events.v1 import chat_events_pb2 as ev
-from chatmesh.services.chat import eventlog, models, paging, search, validation, views
+from chatmesh.services.chat import errors, eventlog, models, paging, search, validation, views
 from chatmesh.services.chat.blocks import AllowAll, BlockChecker
 from chatmesh.services.chat.clock import Clock, as_utc, utcnow
 from chatmesh.services.chat.mentions import mentioned_usernames
+from chatmesh.services.chat.sending import MessageSender, SendRequest
 
 SOURCE = "chat"
 # Rooms whose DM-or-not status is remembered (see `_direct_pair`).
@@ -49,28 +50,6 @@ T = TypeVar("T")
 
 _ROLE_NAMES = {pb.MEMBER_ROLE_ADMIN: models.ROLE_ADMIN, pb.MEMBER_ROLE_MEMBER: models.ROLE_MEMBER}
 _MANAGERS = (models.ROLE_OWNER, models.ROLE_ADMIN)
-
-
-def _room_not_found() -> NotFound:
-    return NotFound("room not found", code="room_not_found")
-
-
-def _message_not_found() -> NotFound:
-    return NotFound("message not found", code="message_not_found")
-
-
-def _not_a_member() -> PermissionDenied:
-    return PermissionDenied("you are not a member of this room", code="not_a_member")
-
-
-def _insufficient_role(what: str) -> PermissionDenied:
-    return PermissionDenied(f"only the room's {what} can do this", code="insufficient_role")
-
-
-def _direct_room() -> FailedPrecondition:
-    return FailedPrecondition(
-        "the members of a direct conversation cannot change", code="direct_room"
-    )
 
 
 def direct_key(user_ids: Iterable[str]) -> str:
@@ -110,6 +89,11 @@ class ChatService:
         # Called after every committed write (the room event relay's wake-up).
         self._on_commit = on_commit
         self._pairs: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._sender = MessageSender(db=db, clock=clock, on_commit=on_commit)
+
+    async def drain(self) -> None:
+        """Let sends in flight finish (call before closing the database)."""
+        await self._sender.drain()
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -151,11 +135,11 @@ class ChatService:
             query = query.with_for_update(of=room_)
         found = (await session.exec(query)).first()
         if found is None:
-            raise _room_not_found()
+            raise errors.room_not_found()
         room = found[0]
         member: models.Member | None = found[1]  # None from the outer join
         if member is None and room.visibility != models.PUBLIC:
-            raise _room_not_found()
+            raise errors.room_not_found()
         return room, member
 
     async def _membership(
@@ -163,7 +147,7 @@ class ChatService:
     ) -> tuple[models.Room, models.Member]:
         room, member = await self._visible(session, room_id, user_id, lock=lock)
         if member is None:
-            raise _not_a_member()
+            raise errors.not_a_member()
         return room, member
 
     async def _message(
@@ -174,11 +158,11 @@ class ChatService:
             await session.exec(select(models.Message).where(col(models.Message.id) == message_id))
         ).first()
         if message is None:
-            raise _message_not_found()
+            raise errors.message_not_found()
         try:
             room, member = await self._membership(session, message.room_id, user_id, lock=lock)
         except NotFound:
-            raise _message_not_found() from None
+            raise errors.message_not_found() from None
         if lock:
             # Re-read under the room lock: a concurrent edit/delete committed meanwhile.
             await session.refresh(message)
@@ -404,7 +388,7 @@ class ChatService:
                     "a direct conversation has no name or topic", code="direct_room"
                 )
             if member.role not in _MANAGERS:
-                raise _insufficient_role("owner or admins")
+                raise errors.insufficient_role("owner or admins")
             changed = False
             if new_name is not None and new_name != room.name:
                 room.name, changed = new_name, True
@@ -426,7 +410,7 @@ class ChatService:
             room, member = await self._visible(session, room_id, user_id, lock=True)
             if member is None:
                 if room.type != models.ROOM_GROUP:  # pragma: no cover (direct rooms are private)
-                    raise _room_not_found()
+                    raise errors.room_not_found()
                 now = self._clock()
                 member = models.Member(
                     room_id=room.id,
@@ -454,7 +438,7 @@ class ChatService:
         async def operation(session: AsyncSession) -> None:
             room, member = await self._membership(session, room_id, user_id, lock=True)
             if room.type == models.ROOM_DIRECT:
-                raise _direct_room()
+                raise errors.direct_room()
             now = self._clock()
             was_owner = member.role == models.ROLE_OWNER
             await session.delete(member)
@@ -507,9 +491,9 @@ class ChatService:
         async def operation(session: AsyncSession) -> pb.Member:
             room, member = await self._membership(session, room_id, user_id, lock=True)
             if room.type == models.ROOM_DIRECT:
-                raise _direct_room()
+                raise errors.direct_room()
             if room.visibility == models.PRIVATE and member.role not in _MANAGERS:
-                raise _insufficient_role("owner or admins")
+                raise errors.insufficient_role("owner or admins")
             target = await session.get(models.User, target_id)
             if target is None:
                 raise NotFound(
@@ -544,9 +528,9 @@ class ChatService:
         async def operation(session: AsyncSession) -> None:
             room, member = await self._membership(session, room_id, user_id, lock=True)
             if room.type == models.ROOM_DIRECT:
-                raise _direct_room()
+                raise errors.direct_room()
             if member.role not in _MANAGERS:
-                raise _insufficient_role("owner or admins")
+                raise errors.insufficient_role("owner or admins")
             if target_id == user_id:
                 raise FailedPrecondition("to leave a room, use leave", code="remove_self")
             target = await self._member(session, room.id, target_id)
@@ -555,7 +539,7 @@ class ChatService:
             if target.role == models.ROLE_OWNER:
                 raise PermissionDenied("the owner cannot be removed", code="cannot_remove_owner")
             if target.role == models.ROLE_ADMIN and member.role != models.ROLE_OWNER:
-                raise _insufficient_role("owner")
+                raise errors.insufficient_role("owner")
             await session.delete(target)
             await self._append_member_change(
                 session,
@@ -584,9 +568,9 @@ class ChatService:
         async def operation(session: AsyncSession) -> pb.Member:
             room, member = await self._membership(session, room_id, user_id, lock=True)
             if room.type == models.ROOM_DIRECT:
-                raise _direct_room()
+                raise errors.direct_room()
             if member.role != models.ROLE_OWNER:
-                raise _insufficient_role("owner")
+                raise errors.insufficient_role("owner")
             target = await self._member(session, room.id, target_id)
             if target is None:
                 raise NotFound("member not found", code="member_not_found")
@@ -810,125 +794,14 @@ class ChatService:
         body = validation.message_body(body)
         client_msg_id = validation.client_msg_id(client_msg_id)
         await self._check_direct_block(user_id, room_id)
-
-        attempts = 0
-
-        async def operation(session: AsyncSession) -> tuple[pb.Message, bool]:
-            nonlocal attempts
-            attempts += 1
-            # A retry of a send is rare: the first attempt leaves it to the unique
-            # (sender, client_msg_id) constraint, and the next one looks it up.
-            existing = None
-            if attempts > 1:
-                existing = (
-                    await session.exec(
-                        select(models.Message).where(
-                            col(models.Message.sender_id) == user_id,
-                            col(models.Message.client_msg_id) == client_msg_id,
-                        )
-                    )
-                ).first()
-            if existing is not None:
-                if existing.room_id != room_id:
-                    raise AlreadyExists(
-                        "this client_msg_id was already used for another room",
-                        code="client_msg_id_conflict",
-                        details={"field": "client_msg_id"},
-                    )
-                loaded = await eventlog.load_messages(session, [existing.id])
-                return loaded[existing.id], False
-            # Everything that only reads happens before the room lock is taken (by
-            # the seq bump below), so that sends to one room hold it briefly.
-            room, _ = await self._membership(session, room_id, user_id)
-            if reply_to:
-                parent = (
-                    await session.exec(
-                        select(models.Message.room_id).where(col(models.Message.id) == reply_to)
-                    )
-                ).first()
-                if parent != room_id:
-                    raise NotFound(
-                        "the message replied to does not exist in this room",
-                        code="reply_to_not_found",
-                        details={"field": "reply_to"},
-                    )
-            now = self._clock()
-            message = models.Message(
-                id=str(uuid.uuid4()),
-                room_id=room.id,
-                seq=0,
-                sender_id=user_id,
-                client_msg_id=client_msg_id,
-                body=body,
-                reply_to=reply_to or None,
-                create_time=now,
-            )
-            created = pb.RoomEvent(
-                actor_id=user_id,
-                message_created=pb.RoomEvent.MessageCreated(message=pb.Message(id=message.id)),
-            )
-            mentioned = await self._resolve_mentions(session, room.id, user_id, body)
-            message.seq = await eventlog.reserve(
-                session, room, created, now=now, last_message_id=message.id, activity_time=now
-            )
-            if not self._db.is_sqlite and not await self._still_member(session, room.id, user_id):
-                # Removed while this send waited for the lock (SQLite runs one
-                # transaction at a time, so there the first check holds).
-                raise _not_a_member()
-            # Plain inserts, in the order the foreign keys need. A concurrent
-            # duplicate of (sender, client_msg_id) fails on the first one, inside
-            # this transaction, and `_write` retries into the branch above.
-            await session.exec(
-                insert(models.MESSAGES).values(
-                    id=message.id,
-                    room_id=message.room_id,
-                    seq=message.seq,
-                    sender_id=user_id,
-                    client_msg_id=client_msg_id,
-                    body=body,
-                    reply_to=message.reply_to,
-                    create_time=now,
-                )
-            )
-            view = views.message(message, mention_ids=sorted(mentioned))
-            created.message_created.message.CopyFrom(view)
-            await eventlog.record(session, created, now=now)
-            if mentioned:
-                await session.exec(
-                    insert(models.MENTIONS).values(
-                        [{"message_id": message.id, "user_id": m} for m in mentioned]
-                    )
-                )
-            # Sending implies having read everything up to one's own message.
-            await session.exec(
-                update(models.MEMBERS)
-                .where(
-                    models.MEMBERS.c.room_id == room.id,
-                    models.MEMBERS.c.user_id == user_id,
-                    models.MEMBERS.c.last_read_seq < message.seq,
-                )
-                .values(last_read_seq=message.seq)
-            )
-            add_event(
-                session,
-                SOURCE,
-                ev.MessageCreated(
-                    message_id=message.id,
-                    room_id=room.id,
-                    seq=message.seq,
-                    sender_id=user_id,
-                    body=body,
-                    reply_to=reply_to,
-                    mention_user_ids=mentioned,
-                    direct=room.type == models.ROOM_DIRECT,
-                    room_name=room.name,
-                    create_time=views.timestamp(now),
-                ),
-            )
-            self._mention_events(session, message, room, mentioned)
-            return view, True
-
-        return await self._write(operation)
+        request = SendRequest(
+            user_id=user_id,
+            room_id=room_id,
+            body=body,
+            client_msg_id=client_msg_id,
+            reply_to=reply_to,
+        )
+        return await self._sender.send(request)
 
     async def get_message(self, user_id: str, message_id: str) -> pb.Message:
         async with self._db.transaction() as session:
@@ -1149,7 +1022,7 @@ class ChatService:
                     .values(last_read_seq=target)
                 )
                 if moved.rowcount == 0 and not await self._still_member(session, room_id, user_id):
-                    raise _not_a_member()
+                    raise errors.not_a_member()
                 await eventlog.record(session, receipt, now=now)
                 last_read = max(last_read, target)
             unread = await self._unread_counts(session, user_id, [room_id])

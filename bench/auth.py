@@ -200,8 +200,13 @@ async def run(base: str, rate: float, seconds: float) -> list[str]:
             reply = await client.get("/api/v1/me", headers=headers)
             return reply.status_code == 200
 
+        async def healthz() -> bool:
+            return (await client.get("/healthz")).status_code == 200
+
         lines = []
         await closed_loop(4, 1, me)  # warm up connections and caches
+        lat, err, elapsed = await open_loop(rate, seconds, healthz)
+        lines.append(summary(f"GET /healthz at {rate:.0f}/s", lat, elapsed, err))
         lat, err, elapsed = await closed_loop(8, seconds, login)
         lines.append(summary("login (8 concurrent)", lat, elapsed, err))
         lat, err, elapsed = await open_loop(rate, seconds, me)

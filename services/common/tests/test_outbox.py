@@ -20,8 +20,9 @@ from chatmesh.common.bus import (
     stream_name,
     unpack,
 )
+from chatmesh.common.clock import utcnow
 from chatmesh.common.db import Database, upgrade
-from chatmesh.common.outbox import OutboxEvent, OutboxRelay, add_event, utcnow
+from chatmesh.common.outbox import OutboxEvent, OutboxRelay, add_event
 from chatmesh.common.redis import create_redis
 from chatmesh.events.v1 import auth_events_pb2, envelope_pb2
 

@@ -14,6 +14,7 @@ from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatmesh.common.bus import EventBus, make_event, stream_name
+from chatmesh.common.clock import utcnow
 from chatmesh.common.db import Database
 from chatmesh.common.logging import get_logger
 from chatmesh.events.v1 import envelope_pb2
@@ -33,10 +34,6 @@ class OutboxEvent(SQLModel, table=True):
     # Aware UTC (SQLModel stores `datetime` as TIMESTAMPTZ / UTC text on SQLite).
     create_time: datetime
     publish_time: datetime | None = Field(default=None, index=True)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class _CreateClock:

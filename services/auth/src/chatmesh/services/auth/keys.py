@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import col, select, update
 
+from chatmesh.common.clock import Clock, as_utc, utcnow
 from chatmesh.common.db import Database
 from chatmesh.common.tokens import ACCESS_TOKEN_TTL_SECONDS, ALGORITHM
-from chatmesh.services.auth.clock import Clock, as_utc, utcnow
 from chatmesh.services.auth.models import SigningKey
 
 # Published a little past the last token's expiry to absorb clock skew.

@@ -11,9 +11,9 @@ from sqlalchemy import ColumnElement, exists
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from chatmesh.common.clock import as_utc
 from chatmesh.common.errors import InvalidArgument, Unauthenticated
 from chatmesh.common.tokens import ACCESS_TOKEN_TTL_SECONDS, AccessClaims
-from chatmesh.services.auth.clock import as_utc
 from chatmesh.services.auth.issuing import hash_secret, new_secret, sign_access_token
 from chatmesh.services.auth.keys import ActiveKey
 from chatmesh.services.auth.models import Account, OneTimeToken, RefreshToken, Session

@@ -17,6 +17,7 @@ from argon2 import PasswordHasher
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 
+from chatmesh.common.clock import Clock, as_utc, utcnow
 from chatmesh.common.db import Database
 from chatmesh.common.errors import (
     AlreadyExists,
@@ -30,7 +31,6 @@ from chatmesh.common.outbox import add_event
 from chatmesh.common.ratelimit import RateLimiter
 from chatmesh.common.tokens import AccessClaims
 from chatmesh.services.auth import events, records
-from chatmesh.services.auth.clock import Clock, as_utc, utcnow
 from chatmesh.services.auth.issuing import hash_secret
 from chatmesh.services.auth.keys import KeyStore
 from chatmesh.services.auth.models import (

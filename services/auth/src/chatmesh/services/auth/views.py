@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from chatmesh.services.auth.clock import as_utc
+from chatmesh.common.clock import as_utc
 from chatmesh.services.auth.models import Account, Session
 
 

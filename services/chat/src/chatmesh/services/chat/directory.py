@@ -16,11 +16,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
 from chatmesh.common.bus import EventBus, stream_name, unpack
+from chatmesh.common.clock import as_utc
 from chatmesh.common.db import Database
 from chatmesh.common.logging import get_logger
 from chatmesh.events.v1 import auth_events_pb2, envelope_pb2
 from chatmesh.services.chat import models
-from chatmesh.services.chat.clock import as_utc
 
 log = get_logger("chatmesh.chat.directory")
 

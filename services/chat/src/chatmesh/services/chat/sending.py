@@ -25,13 +25,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatmesh.chat.v1 import resources_pb2 as pb
+from chatmesh.common.clock import Clock
 from chatmesh.common.db import Database
 from chatmesh.common.errors import ServiceError
 from chatmesh.common.logging import get_logger
 from chatmesh.common.outbox import add_event
 from chatmesh.events.v1 import chat_events_pb2 as ev
 from chatmesh.services.chat import errors, eventlog, models, views
-from chatmesh.services.chat.clock import Clock
 from chatmesh.services.chat.mentions import mentioned_usernames
 
 log = get_logger("chatmesh.chat.sending")

@@ -26,6 +26,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatmesh.chat.v1 import resources_pb2 as pb
+from chatmesh.common.clock import Clock, as_utc, utcnow
 from chatmesh.common.db import Database
 from chatmesh.common.errors import (
     FailedPrecondition,
@@ -37,7 +38,6 @@ from chatmesh.common.outbox import add_event
 from chatmesh.events.v1 import chat_events_pb2 as ev
 from chatmesh.services.chat import errors, eventlog, models, paging, search, validation, views
 from chatmesh.services.chat.blocks import AllowAll, BlockChecker
-from chatmesh.services.chat.clock import Clock, as_utc, utcnow
 from chatmesh.services.chat.mentions import mentioned_usernames
 from chatmesh.services.chat.sending import MessageSender, SendRequest
 

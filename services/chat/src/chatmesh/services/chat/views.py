@@ -8,8 +8,8 @@ from datetime import datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from chatmesh.chat.v1 import resources_pb2 as pb
+from chatmesh.common.clock import as_utc
 from chatmesh.services.chat import models
-from chatmesh.services.chat.clock import as_utc
 
 ROOM_TYPES = {models.ROOM_GROUP: pb.ROOM_TYPE_GROUP, models.ROOM_DIRECT: pb.ROOM_TYPE_DIRECT}
 VISIBILITIES = {models.PUBLIC: pb.VISIBILITY_PUBLIC, models.PRIVATE: pb.VISIBILITY_PRIVATE}

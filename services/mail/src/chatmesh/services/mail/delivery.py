@@ -17,13 +17,14 @@ import contextlib
 import json
 import random
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 
+from chatmesh.common.clock import utcnow
 from chatmesh.common.db import Database
 from chatmesh.common.logging import get_logger
 from chatmesh.services.mail import models
@@ -43,10 +44,6 @@ QUEUE_LATENCY = Histogram(
     "From queueing an email to the provider accepting it.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def backoff_delay(

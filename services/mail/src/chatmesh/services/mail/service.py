@@ -16,13 +16,13 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from chatmesh.common.clock import utcnow
 from chatmesh.common.db import Database
 from chatmesh.common.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceError
 from chatmesh.common.logging import get_logger
 from chatmesh.common.ratelimit import RateLimiter
 from chatmesh.services.mail import models
 from chatmesh.services.mail.addresses import check_header_value, normalized, parse_address
-from chatmesh.services.mail.delivery import utcnow
 from chatmesh.services.mail.jobqueue import JobQueue
 from chatmesh.services.mail.models import DevMail, EmailRecord, Preferences, Suppression
 from chatmesh.services.mail.templates import (

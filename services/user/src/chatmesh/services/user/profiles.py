@@ -12,13 +12,13 @@ from sqlalchemy import or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from chatmesh.common.clock import as_utc, utcnow
 from chatmesh.common.db import Database
 from chatmesh.common.errors import InvalidArgument, PermissionDenied
 from chatmesh.common.logging import get_logger
 from chatmesh.common.tokens import AccessClaims
 from chatmesh.services.user import records, validation
 from chatmesh.services.user.accounts import AccountSource
-from chatmesh.services.user.clock import as_utc, utcnow
 from chatmesh.services.user.models import FRIENDS, ProcessedEvent, Profile
 from chatmesh.services.user.paging import PageSize, decode_token, encode_token
 from chatmesh.services.user.search import LIKE_ESCAPE, fold, normalize_query, prefix_patterns

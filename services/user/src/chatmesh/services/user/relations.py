@@ -19,11 +19,11 @@ from sqlalchemy import and_, case, delete, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from chatmesh.common.clock import as_utc, utcnow
 from chatmesh.common.db import Database
 from chatmesh.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from chatmesh.common.tokens import AccessClaims
 from chatmesh.services.user import records, validation
-from chatmesh.services.user.clock import as_utc, utcnow
 from chatmesh.services.user.models import FRIENDS, PENDING, Block, Profile, Relationship
 from chatmesh.services.user.paging import PageSize, decode_token, encode_token
 from chatmesh.services.user.profiles import ProfileService

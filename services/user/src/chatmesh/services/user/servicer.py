@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, TypeVar
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from chatmesh.common.clock import as_utc
 from chatmesh.common.grpc.context import current_claims
-from chatmesh.services.user.clock import as_utc
 from chatmesh.services.user.models import Profile
 from chatmesh.services.user.profiles import EDITABLE, ProfileService, Relation
 from chatmesh.services.user.relations import (

@@ -3,7 +3,7 @@ and what the gRPC API returns)."""
 
 from __future__ import annotations
 
-from chatmesh.services.user.clock import from_epoch
+from chatmesh.common.clock import from_epoch
 from chatmesh.services.user.presence.store import PresenceState, Status
 from chatmesh.user.v1 import presence_pb2
 

@@ -11,11 +11,11 @@ import re
 import time
 from collections.abc import Callable, Sequence
 
+from chatmesh.common.clock import from_epoch
 from chatmesh.common.errors import InvalidArgument
 from chatmesh.common.logging import get_logger
 from chatmesh.common.pubsub import PubSub
 from chatmesh.services.user import metrics
-from chatmesh.services.user.clock import from_epoch
 from chatmesh.services.user.presence.codec import to_proto
 from chatmesh.services.user.presence.store import (
     ConnectionConflictError,

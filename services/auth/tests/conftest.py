@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -16,12 +16,11 @@ from google.protobuf.message import Message
 from sqlalchemy import text
 
 from chatmesh.auth.v1 import auth_pb2, auth_pb2_grpc
-from chatmesh.common.bus import InProcessEventBus, stream_name, unpack
+from chatmesh.common.bus import InProcessEventBus, stream_name
 from chatmesh.common.db import Database
-from chatmesh.common.errors import from_rpc_error
 from chatmesh.common.ratelimit import InMemoryRateLimiter, RateLimiter, RedisRateLimiter
 from chatmesh.common.redis import create_redis
-from chatmesh.events.v1 import envelope_pb2
+from chatmesh.common.testkit import EventLog, failure
 from chatmesh.services.auth.app import AuthServer, serve
 from chatmesh.services.auth.settings import DB_SCHEMA, AuthSettings
 
@@ -31,63 +30,6 @@ PASSWORD = "correct horse battery"
 TABLES = ("accounts", "sessions", "refresh_tokens", "one_time_tokens", "outbox")
 
 _serial = itertools.count(1)
-
-
-class EventLog:
-    """Everything a consumer of `events.auth` received, in order."""
-
-    def __init__(self) -> None:
-        self.received: list[envelope_pb2.Event] = []
-        self._changed = asyncio.Condition()
-
-    async def handle(self, event: envelope_pb2.Event) -> None:
-        async with self._changed:
-            self.received.append(event)
-            self._changed.notify_all()
-
-    def of_type(self, message_type: type[M]) -> list[M]:
-        found = (unpack(event, message_type) for event in self.received)
-        return [message for message in found if message is not None]
-
-    async def wait_for(
-        self,
-        message_type: type[M],
-        where: Callable[[M], bool] = lambda _: True,
-        *,
-        within: float = 5.0,
-    ) -> M:
-        """The first event of `message_type` matching `where` (waits for it)."""
-
-        def match() -> M | None:
-            return next((m for m in self.of_type(message_type) if where(m)), None)
-
-        async with asyncio.timeout(within), self._changed:
-            await self._changed.wait_for(lambda: match() is not None)
-        found = match()
-        assert found is not None
-        return found
-
-    async def wait_count(
-        self, message_type: type[M], count: int, *, within: float = 5.0
-    ) -> list[M]:
-        """Wait until `count` events of `message_type` arrived; returns them."""
-        async with asyncio.timeout(within), self._changed:
-            await self._changed.wait_for(lambda: len(self.of_type(message_type)) >= count)
-        return self.of_type(message_type)
-
-    async def settle(self, delay: float = 0.3) -> None:
-        """Give the relay time to publish anything still pending (for 'no event' checks)."""
-        await asyncio.sleep(delay)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """How a call failed, as the BFF sees it: status, message, stable code, details."""
-
-    status: grpc.StatusCode
-    message: str
-    code: str
-    details: dict[str, Any]
 
 
 @dataclass
@@ -107,18 +49,8 @@ class Harness:
     def client(ip: str = "203.0.113.7", user_agent: str = "pytest/1.0") -> auth_pb2.ClientContext:
         return auth_pb2.ClientContext(ip_address=ip, user_agent=user_agent)
 
-    @staticmethod
-    async def failure(call: Awaitable[object]) -> Failure:
-        """Await a call that must fail and describe the failure."""
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await call
-        parsed = from_rpc_error(info.value)
-        return Failure(
-            status=info.value.code(),
-            message=info.value.details() or "",
-            code=parsed.code,
-            details=parsed.details,
-        )
+    # How a call that must fail failed, as the BFF sees it.
+    failure = staticmethod(failure)
 
     async def register(self, **fields: Any) -> auth_pb2.RegisterResponse:
         n = next(self.ids)

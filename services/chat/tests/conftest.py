@@ -27,12 +27,11 @@ from chatmesh.auth.v1 import auth_pb2, auth_pb2_grpc
 from chatmesh.chat.v1 import chat_service_pb2 as api
 from chatmesh.chat.v1 import chat_service_pb2_grpc
 from chatmesh.chat.v1 import resources_pb2 as pb
-from chatmesh.common.bus import EventBus, InProcessEventBus, stream_name, unpack
+from chatmesh.common.bus import EventBus, InProcessEventBus, stream_name
 from chatmesh.common.db import Database
-from chatmesh.common.errors import from_rpc_error
 from chatmesh.common.pubsub import InProcessPubSub, PubSub, RedisPubSub
 from chatmesh.common.redis import create_redis
-from chatmesh.events.v1 import envelope_pb2
+from chatmesh.common.testkit import EventLog, failure
 from chatmesh.services.auth.app import AuthServer
 from chatmesh.services.auth.app import serve as serve_auth
 from chatmesh.services.auth.settings import AuthSettings
@@ -48,28 +47,6 @@ PASSWORD = "correct horse battery"
 _serial = itertools.count(1)
 
 
-class EventLog:
-    """Everything a consumer of one bus stream received, in order."""
-
-    def __init__(self) -> None:
-        self.received: list[envelope_pb2.Event] = []
-        self._changed = asyncio.Condition()
-
-    async def handle(self, event: envelope_pb2.Event) -> None:
-        async with self._changed:
-            self.received.append(event)
-            self._changed.notify_all()
-
-    def of_type(self, message_type: type[M]) -> list[M]:
-        found = (unpack(event, message_type) for event in self.received)
-        return [message for message in found if message is not None]
-
-    async def wait_count(self, message_type: type[M], count: int, within: float = 15.0) -> list[M]:
-        async with asyncio.timeout(within), self._changed:
-            await self._changed.wait_for(lambda: len(self.of_type(message_type)) >= count)
-        return self.of_type(message_type)
-
-
 @dataclass(frozen=True)
 class User:
     id: str
@@ -79,27 +56,6 @@ class User:
     @property
     def md(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token}"),)
-
-
-@dataclass(frozen=True)
-class Failure:
-    status: grpc.StatusCode
-    code: str
-    message: str
-    details: dict[str, Any]
-
-
-async def failure(call: Awaitable[object]) -> Failure:
-    """Await a call that must fail and describe the failure as the BFF sees it."""
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call
-    parsed = from_rpc_error(info.value)
-    return Failure(
-        status=info.value.code(),
-        code=parsed.code,
-        message=info.value.details() or "",
-        details=parsed.details,
-    )
 
 
 @dataclass

@@ -243,3 +243,32 @@ async def test_reads_do_not_wait_for_a_writer_holding_the_lock(db: Database) -> 
         release.set()
         await writer
     assert await item_names(db) == ["committed", "pending"]
+
+
+async def test_sqlite_writes_in_one_process_take_turns(tmp_path: Path) -> None:
+    # Many tasks of one service doing read-modify-write at once (ORM sessions and
+    # plain connections mixed) queue for SQLite's single write lock: each sees the
+    # previous commit and none fails with "database is locked".
+    url = f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}"
+    await asyncio.to_thread(upgrade, url, schema=SCHEMA, migrations=MIGRATIONS)
+    db = Database(url, schema=SCHEMA)
+
+    async def add_next(i: int) -> None:
+        if i % 2:
+            async with db.transaction() as session:
+                count = (await session.exec(select(func.count()).select_from(Item))).one()
+                await asyncio.sleep(0.002)
+                session.add(Item(name=f"item-{count}"))
+        else:
+            async with db.connection() as connection:
+                count = (await connection.execute(text("SELECT COUNT(*) FROM item"))).scalar_one()
+                await asyncio.sleep(0.002)
+                await connection.execute(
+                    text("INSERT INTO item (name) VALUES (:name)"), {"name": f"item-{count}"}
+                )
+
+    try:
+        await asyncio.gather(*(add_next(i) for i in range(20)))
+        assert await item_names(db) == sorted(f"item-{i}" for i in range(20))
+    finally:
+        await db.close()

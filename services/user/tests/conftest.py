@@ -26,9 +26,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from chatmesh.auth.v1 import auth_pb2, auth_pb2_grpc
-from chatmesh.common.bus import EventBus, InProcessEventBus, RedisEventBus, stream_name, unpack
+from chatmesh.common import testkit
+from chatmesh.common.bus import EventBus, InProcessEventBus, RedisEventBus, stream_name
 from chatmesh.common.db import Database
-from chatmesh.common.errors import from_rpc_error
 from chatmesh.common.pubsub import InProcessPubSub, PubSub, RedisPubSub
 from chatmesh.common.ratelimit import InMemoryRateLimiter
 from chatmesh.common.redis import create_redis
@@ -48,29 +48,6 @@ _serial = itertools.count(1)
 
 
 @dataclass(frozen=True)
-class Failure:
-    """How a call failed, as the BFF sees it: status, stable code, details."""
-
-    status: grpc.StatusCode
-    code: str
-    message: str
-    details: dict[str, Any]
-
-
-async def failure(call: Awaitable[object]) -> Failure:
-    """Await a call that must fail and describe the failure."""
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call
-    parsed = from_rpc_error(info.value)
-    return Failure(
-        status=info.value.code(),
-        code=parsed.code,
-        message=info.value.details() or "",
-        details=parsed.details,
-    )
-
-
-@dataclass(frozen=True)
 class User:
     id: str
     username: str
@@ -83,31 +60,13 @@ class User:
         return (("authorization", f"Bearer {self.token}"),)
 
 
-class EventLog:
+class EventLog(testkit.EventLog):
     """What auth published on `events.auth`, as a consumer receives it."""
 
-    def __init__(self) -> None:
-        self.received: list[envelope_pb2.Event] = []
-        self._changed = asyncio.Condition()
-
-    async def handle(self, event: envelope_pb2.Event) -> None:
-        async with self._changed:
-            self.received.append(event)
-            self._changed.notify_all()
-
     async def registration_of(self, user_id: str) -> envelope_pb2.Event:
-        def match() -> envelope_pb2.Event | None:
-            for event in self.received:
-                registered = unpack(event, auth_events_pb2.UserRegistered)
-                if registered is not None and registered.user_id == user_id:
-                    return event
-            return None
-
-        async with asyncio.timeout(10), self._changed:
-            await self._changed.wait_for(lambda: match() is not None)
-        found = match()
-        assert found is not None
-        return found
+        return await self.wait_for_event(
+            auth_events_pb2.UserRegistered, lambda registered: registered.user_id == user_id
+        )
 
 
 @dataclass

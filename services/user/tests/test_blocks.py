@@ -8,9 +8,8 @@ import asyncio
 
 import grpc
 
+from chatmesh.common.testkit import failure
 from chatmesh.user.v1 import user_pb2
-
-from .conftest import failure
 
 
 async def _block(mesh, blocker, user_id):

@@ -8,9 +8,8 @@ import asyncio
 import grpc
 import pytest
 
+from chatmesh.common.testkit import failure
 from chatmesh.user.v1 import user_pb2
-
-from .conftest import failure
 
 INCOMING = user_pb2.FRIEND_REQUEST_DIRECTION_INCOMING
 OUTGOING = user_pb2.FRIEND_REQUEST_DIRECTION_OUTGOING

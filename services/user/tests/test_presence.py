@@ -17,9 +17,8 @@ import grpc
 import pytest
 import redis.asyncio
 
+from chatmesh.common.testkit import failure
 from chatmesh.user.v1 import presence_pb2
-
-from .conftest import failure
 
 ONLINE = presence_pb2.PRESENCE_STATUS_ONLINE
 AWAY = presence_pb2.PRESENCE_STATUS_AWAY

@@ -7,9 +7,8 @@ import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
+from chatmesh.common.testkit import failure
 from chatmesh.user.v1 import user_pb2
-
-from .conftest import failure
 
 
 def _update(**fields: str) -> user_pb2.UpdateProfileRequest:

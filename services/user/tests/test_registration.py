@@ -7,10 +7,9 @@ import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from chatmesh.common.bus import make_event, stream_name, unpack
+from chatmesh.common.testkit import failure
 from chatmesh.events.v1 import auth_events_pb2
 from chatmesh.user.v1 import user_pb2
-
-from .conftest import failure
 
 
 async def test_registration_creates_the_profile_from_the_event(mesh):

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from google.protobuf.message import DecodeError, Message
 from redis.exceptions import RedisError, ResponseError
 
+from chatmesh.common.aio import wait_any
 from chatmesh.common.logging import get_logger
 from chatmesh.events.v1 import envelope_pb2
 
@@ -74,16 +75,6 @@ class EventBus(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-async def _wait_any(*events: asyncio.Event, within: float | None) -> None:
-    """Return when one of `events` is set or `within` seconds have passed."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 async def _deliver(handler: Handler, event: envelope_pb2.Event, **context: Any) -> bool:
@@ -188,7 +179,7 @@ class InProcessEventBus:
                 # Let other tasks run between events of a long backlog.
                 await asyncio.sleep(0)
                 continue
-            await _wait_any(stop, self._closed, stream_log.changed, within=item)
+            await wait_any(stop, self._closed, stream_log.changed, within=item)
 
     async def close(self) -> None:
         """Stop every consumer; events not yet delivered are dropped with the process."""
@@ -256,11 +247,11 @@ class RedisEventBus:
                 # was flushed); recreate it on the next turn.
                 group_ready = False
                 log.warning("event_bus_error", stream=stream, group=group, error=repr(exc))
-                await _wait_any(stop, self._closed, within=backoff)
+                await wait_any(stop, self._closed, within=backoff)
                 backoff = min(backoff * 2, self._max_backoff)
             except (RedisError, OSError) as exc:
                 log.warning("event_bus_unavailable", stream=stream, group=group, error=repr(exc))
-                await _wait_any(stop, self._closed, within=backoff)
+                await wait_any(stop, self._closed, within=backoff)
                 backoff = min(backoff * 2, self._max_backoff)
 
     async def close(self) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import delete
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from chatmesh.common.aio import wait_any
 from chatmesh.common.bus import EventBus, make_event, stream_name
 from chatmesh.common.clock import utcnow
 from chatmesh.common.db import Database
@@ -154,16 +155,7 @@ class OutboxRelay:
                 delay = min(self._max_backoff, self._poll_interval * 2 ** min(failures, 16))
                 log.warning("outbox_relay_failed", error=repr(exc), retry_in=delay)
                 # wake() is ignored while backing off: every commit would hammer a dead bus.
-                await _wait_any(stop, within=delay)
+                await wait_any(stop, within=delay)
                 continue
             failures = 0
-            await _wait_any(stop, self._wakeup, within=self._poll_interval)
-
-
-async def _wait_any(*events: asyncio.Event, within: float) -> None:
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
+            await wait_any(stop, self._wakeup, within=self._poll_interval)

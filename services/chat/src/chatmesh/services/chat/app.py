@@ -14,7 +14,7 @@ import grpc
 
 from chatmesh.chat.v1 import chat_service_pb2_grpc
 from chatmesh.common.bus import EventBus
-from chatmesh.common.db import upgrade
+from chatmesh.common.db import Database, upgrade
 from chatmesh.common.errors import Unavailable
 from chatmesh.common.grpc.client import create_channel
 from chatmesh.common.grpc.server import GrpcService, start_grpc_server
@@ -25,7 +25,6 @@ from chatmesh.common.ratelimit import RateLimiter
 from chatmesh.common.service import ServiceRuntime
 from chatmesh.common.tokens import GrpcJwksSource, TokenVerifier
 from chatmesh.services.chat.blocks import BlockChecker
-from chatmesh.services.chat.database import ChatDatabase
 from chatmesh.services.chat.directory import UserDirectory
 from chatmesh.services.chat.eventlog import RoomEventRelay
 from chatmesh.services.chat.fanout import Hub, make_session_factory
@@ -83,7 +82,7 @@ async def serve(
     await migrate(settings)
     runtime = ChatServer(settings)
     async with runtime.starting():
-        db = ChatDatabase(settings.resolved_database_url(), schema=DB_SCHEMA)
+        db = Database(settings.resolved_database_url(), schema=DB_SCHEMA)
         runtime.on_close(db.close)
         bus = runtime.event_bus(bus)
         limiter = runtime.rate_limiter(limiter)

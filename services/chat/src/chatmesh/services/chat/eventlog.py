@@ -32,10 +32,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from chatmesh.chat.v1 import resources_pb2 as pb
+from chatmesh.common.aio import wait_any
+from chatmesh.common.db import Database
 from chatmesh.common.logging import get_logger
 from chatmesh.common.pubsub import PubSub
 from chatmesh.services.chat import models, views
-from chatmesh.services.chat.database import ChatDatabase
 
 log = get_logger("chatmesh.chat.eventlog")
 
@@ -263,7 +264,7 @@ class RoomEventRelay:
 
     def __init__(
         self,
-        db: ChatDatabase,
+        db: Database,
         pubsub: PubSub,
         *,
         poll_interval: float = 0.25,
@@ -345,22 +346,13 @@ class RoomEventRelay:
                 failures += 1
                 delay = min(self._max_backoff, 0.1 * 2 ** min(failures, 16))
                 log.warning("room_event_relay_failed", error=repr(exc), retry_in=delay)
-                await _wait_any(stop, within=delay)
+                await wait_any(stop, within=delay)
                 continue
             failures = 0
             if published is None:
                 # Another replica is publishing; it may have read its batch before
                 # our commit, so look again soon rather than at the next poll.
-                await _wait_any(stop, within=self._busy_retry)
+                await wait_any(stop, within=self._busy_retry)
                 continue
             # A commit during the batch has set the wake-up again: no waiting then.
-            await _wait_any(stop, self._wakeup, within=self._poll_interval)
-
-
-async def _wait_any(*events: asyncio.Event, within: float) -> None:
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
+            await wait_any(stop, self._wakeup, within=self._poll_interval)

@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from chatmesh.common import errors
-from chatmesh.common.ratelimit import InMemoryRateLimiter, RateLimiter, RedisRateLimiter
+from chatmesh.common.ratelimit import InMemoryRateLimiter, Limit, RateLimiter, RedisRateLimiter
 from chatmesh.common.redis import create_redis
 from chatmesh.common.testing import free_port
 
@@ -83,6 +83,21 @@ async def test_keys_are_independent(limiter: RateLimiter) -> None:
     assert (await limiter.hit("ip:2", limit=1, window=60)).allowed
     await limiter.reset("ip:2")
     assert not (await limiter.hit("ip:1", limit=1, window=60)).allowed
+
+
+async def test_several_limits_in_one_call_stop_at_the_first_denial(
+    limiter: RateLimiter,
+) -> None:
+    per_ip, per_user = Limit("ip:9", 3, 60), Limit("user:u", 1, 60)
+    first = await limiter.hit_many([per_ip, per_user])
+    assert first.allowed
+    assert first.remaining == 0  # of the last limit checked: the user's
+    denied = await limiter.hit_many([per_ip, per_user])
+    assert not denied.allowed
+    assert 59 < denied.retry_after <= 60
+    # The IP hits of both calls were counted; the denied user hit was not.
+    assert (await limiter.hit("ip:9", limit=3, window=60)).remaining == 0
+    assert (await limiter.hit_many([])).allowed
 
 
 async def test_in_memory_retry_after_is_exact() -> None:

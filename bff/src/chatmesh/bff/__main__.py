@@ -7,14 +7,17 @@ import uvicorn
 from chatmesh.bff.app import create_app
 from chatmesh.bff.settings import BffSettings
 from chatmesh.common.logging import configure_logging
+from chatmesh.common.service import settle_heap
 from chatmesh.common.settings import load_settings
 
 
 def main() -> None:
     settings = load_settings(BffSettings)  # exits 2 with one clear line on bad config
     configure_logging(settings.service_name, level=settings.log_level, fmt=settings.log_format)
+    app = create_app(settings)
+    settle_heap()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         # X-Forwarded-For is honoured by the app itself, and only for the

@@ -103,6 +103,7 @@ def _middleware(settings: BffSettings) -> list[Middleware]:
             RateLimitMiddleware,
             per_ip=settings.rate_limit_ip,
             auth_per_ip=settings.rate_limit_auth_ip,
+            per_user=settings.rate_limit_user,
             window=settings.rate_limit_window,
             trusted_proxy_hops=settings.trusted_proxy_hops,
         ),

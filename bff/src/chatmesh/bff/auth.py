@@ -9,8 +9,11 @@ from chatmesh.bff.cookies import access_cookie
 from chatmesh.bff.errors import ApiError
 from chatmesh.bff.ratelimit import enforce
 from chatmesh.bff.state import backends
-from chatmesh.common.errors import Unauthenticated
+from chatmesh.common.errors import ServiceError, Unauthenticated
 from chatmesh.common.tokens import AccessClaims
+
+# Where RateLimitMiddleware leaves the claims it verified (and rate limited).
+IDENTIFIED_CLAIMS = "chatmesh.identified_claims"
 
 
 def bearer_token(request: Request) -> str | None:
@@ -35,6 +38,18 @@ def access_token(request: Request) -> str | None:
     return bearer_token(request) or access_cookie(request)
 
 
+async def identify(request: Request) -> AccessClaims | None:
+    """The caller's verified claims, or None (no token, or a bad one: the route
+    that requires a caller answers that with the proper 401)."""
+    try:
+        token = access_token(request)
+        if token is None:
+            return None
+        return await backends(request.scope).verifier.verify(token)
+    except (ApiError, ServiceError):
+        return None
+
+
 class Authenticator:
     """Verifies the caller's token and applies the per-user rate limit."""
 
@@ -51,6 +66,9 @@ class Authenticator:
                 "sign in first: send a Bearer token or the session cookie",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        identified: AccessClaims | None = request.scope.get(IDENTIFIED_CLAIMS)
+        if identified is not None and identified.token == token:
+            return identified  # verified and counted by RateLimitMiddleware
         found = backends(request.scope)
         try:
             claims = await found.verifier.verify(token)

@@ -1,15 +1,20 @@
-"""Per-address rate limits on the API: one for every call, a stricter one for
-/api/v1/auth/* (sign-in, registration, resets). Per-user limits are applied
-where the caller is authenticated (chatmesh.bff.auth)."""
+"""Rate limits on the API: per address for every call, a stricter one per
+address for /api/v1/auth/* (sign-in, registration, resets), and per user when
+the request carries a valid token. All of them are counted in one round trip
+to the limiter's store; the verified claims are left in the scope so the route
+does not verify or count again (chatmesh.bff.auth.Authenticator)."""
 
 from __future__ import annotations
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from chatmesh.bff.auth import IDENTIFIED_CLAIMS, identify
 from chatmesh.bff.client_ip import client_ip
 from chatmesh.bff.errors import ApiError, render
-from chatmesh.bff.ratelimit import enforce
+from chatmesh.bff.ratelimit import enforce_all
 from chatmesh.bff.state import backends
+from chatmesh.common.ratelimit import Limit
 
 AUTH_PREFIX = "/api/v1/auth/"
 
@@ -21,12 +26,14 @@ class RateLimitMiddleware:
         *,
         per_ip: int,
         auth_per_ip: int,
+        per_user: int,
         window: float,
         trusted_proxy_hops: int,
     ) -> None:
         self.app = app
         self.per_ip = per_ip
         self.auth_per_ip = auth_per_ip
+        self.per_user = per_user
         self.window = window
         self.hops = trusted_proxy_hops
 
@@ -35,12 +42,16 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or not path.startswith("/api/"):
             await self.app(scope, receive, send)
             return
-        limiter = backends(scope).limiter
         ip = client_ip(scope, self.hops)
+        limits = [Limit(f"ip:{ip}", self.per_ip, self.window)]
+        if path.startswith(AUTH_PREFIX):
+            limits.append(Limit(f"auth-ip:{ip}", self.auth_per_ip, self.window))
+        claims = await identify(Request(scope))
+        if claims is not None:
+            limits.append(Limit(f"user:{claims.user_id}", self.per_user, self.window))
+            scope[IDENTIFIED_CLAIMS] = claims
         try:
-            await enforce(limiter, f"ip:{ip}", limit=self.per_ip, window=self.window)
-            if path.startswith(AUTH_PREFIX):
-                await enforce(limiter, f"auth-ip:{ip}", limit=self.auth_per_ip, window=self.window)
+            await enforce_all(backends(scope).limiter, limits)
         except ApiError as error:
             await render(error)(scope, receive, send)
             return

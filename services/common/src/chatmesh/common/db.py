@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,8 +14,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -28,6 +31,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 URL_ATTRIBUTE = "chatmesh.url"
 SCHEMA_ATTRIBUTE = "chatmesh.schema"
 
+# A pooled Postgres connection idle longer than this is pinged before use.
+PING_AFTER_IDLE_SECONDS = 5.0
 # A writer waits this long for SQLite's lock instead of failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -79,14 +84,15 @@ def make_engine(
     """
     parsed = async_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(
+        engine = create_async_engine(
             parsed,
             echo=echo,
-            pool_pre_ping=True,
             pool_size=10,
             max_overflow=10,
             connect_args={"server_settings": {"search_path": _check_schema(schema)}},
         )
+        _ping_after_idle(engine)
+        return engine
     database = parsed.database or ""
     in_memory = database in ("", ":memory:")
     if not in_memory and not database.startswith("file:"):
@@ -96,6 +102,32 @@ def make_engine(
     )
     _configure_sqlite(engine, foreign_keys=foreign_keys)
     return engine
+
+
+def _ping_after_idle(engine: AsyncEngine) -> None:
+    """Pessimistic disconnect handling, but only for connections that sat idle.
+
+    `pool_pre_ping` pings on every checkout, and asyncpg's ping is three round
+    trips (BEGIN, a query, ROLLBACK): more than the query it guards on a hot path
+    like GET /me. A connection that was in use a moment ago is alive; one idle
+    for `PING_AFTER_IDLE_SECONDS` may have been cut (a Postgres restart, a
+    proxy's idle timeout), so it is pinged and, if dead, replaced before use.
+    """
+
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at < PING_AFTER_IDLE_SECONDS:
+            return  # new, or in use a moment ago
+        try:
+            dbapi_connection.ping(False)
+        except Exception as error:
+            # The pool discards this connection and checks out another.
+            raise DisconnectionError("idle connection is gone") from error
 
 
 def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
@@ -133,8 +165,15 @@ class Database:
         self._sessions = async_sessionmaker(
             self._engine, class_=AsyncSession, expire_on_commit=False
         )
+        # Reads on Postgres run in autocommit: under READ COMMITTED every statement
+        # takes its own snapshot anyway, so BEGIN/ROLLBACK would be two round
+        # trips that buy nothing. SQLite reads get a deferred transaction (one
+        # snapshot for the whole block, no write lock).
+        read_options = (
+            {_SQLITE_BEGIN: "DEFERRED"} if self._is_sqlite else {"isolation_level": "AUTOCOMMIT"}
+        )
         self._read_sessions = async_sessionmaker(
-            self._engine.execution_options(**{_SQLITE_BEGIN: "DEFERRED"}),
+            self._engine.execution_options(**read_options),
             class_=AsyncSession,
             expire_on_commit=False,
         )
@@ -209,3 +248,9 @@ def upgrade(url: str, *, schema: str, migrations: Path) -> None:
     config.attributes[SCHEMA_ATTRIBUTE] = _check_schema(schema)
     with _UPGRADE_LOCK:
         command.upgrade(config, "head")
+
+
+def dialect_insert(table: Table, *, is_sqlite: bool) -> postgresql.Insert | sqlite.Insert:
+    """INSERT into `table` with the dialect's `ON CONFLICT` clauses (the same API
+    on PostgreSQL and SQLite), for idempotent writes such as event projections."""
+    return sqlite.insert(table) if is_sqlite else postgresql.insert(table)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,9 +30,21 @@ class RateLimitDecision:
     retry_after: float
 
 
+@dataclass(frozen=True, slots=True)
+class Limit:
+    key: str
+    limit: int
+    window: float
+
+
 class RateLimiter(Protocol):
     async def hit(self, key: str, *, limit: int, window: float) -> RateLimitDecision:
         """Count one event for `key`; deny once `limit` events fall inside `window` seconds."""
+        ...
+
+    async def hit_many(self, limits: Sequence[Limit]) -> RateLimitDecision:
+        """`hit` for each limit in order, stopping at the first denial (whose
+        decision is returned), in one round trip to the store."""
         ...
 
     async def reset(self, key: str) -> None:
@@ -69,6 +81,14 @@ class InMemoryRateLimiter:
         retry_after = times[0] + window - now if times else window
         return RateLimitDecision(allowed=False, remaining=0, retry_after=retry_after)
 
+    async def hit_many(self, limits: Sequence[Limit]) -> RateLimitDecision:
+        decision = _NO_LIMITS
+        for item in limits:
+            decision = await self.hit(item.key, limit=item.limit, window=item.window)
+            if not decision.allowed:
+                break
+        return decision
+
     async def reset(self, key: str) -> None:
         self._hits.pop(key, None)
 
@@ -80,26 +100,33 @@ class InMemoryRateLimiter:
         self._next_sweep = now + self._sweep_interval
 
 
-# KEYS[1] sorted set of allowed hits scored by server time in microseconds.
-# ARGV: limit, window in microseconds, a unique member. Server time keeps every
-# replica on one clock. Returns {allowed, remaining, retry_after_us}.
+_NO_LIMITS = RateLimitDecision(allowed=True, remaining=0, retry_after=0.0)
+
+# KEYS: one sorted set per limit, of allowed hits scored by server time in
+# microseconds. ARGV: a unique member, then limit and window (microseconds) per
+# key. Checked in order; the first denial stops (later keys are not counted).
+# Server time keeps every replica on one clock.
+# Returns {allowed, remaining, retry_after_us} of the last key checked.
 _SLIDING_WINDOW = """
-local key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-local count = redis.call('ZCARD', key)
-if count < limit then
-  redis.call('ZADD', key, now, ARGV[3])
+local result = {1, 0, 0}
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i])
+  local window = tonumber(ARGV[2 * i + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local count = redis.call('ZCARD', key)
+  if count >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local retry = window
+    if oldest[2] then retry = tonumber(oldest[2]) + window - now end
+    return {0, 0, retry}
+  end
+  redis.call('ZADD', key, now, ARGV[1])
   redis.call('PEXPIRE', key, math.ceil(window / 1000))
-  return {1, limit - count - 1, 0}
+  result = {1, limit - count - 1, 0}
 end
-local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-local retry = window
-if oldest[2] then retry = tonumber(oldest[2]) + window - now end
-return {0, 0, retry}
+return result
 """
 
 
@@ -112,10 +139,17 @@ class RedisRateLimiter:
         self._script = client.register_script(_SLIDING_WINDOW)
 
     async def hit(self, key: str, *, limit: int, window: float) -> RateLimitDecision:
-        window_us = max(1, int(window * 1_000_000))
+        return await self.hit_many([Limit(key, limit, window)])
+
+    async def hit_many(self, limits: Sequence[Limit]) -> RateLimitDecision:
+        if not limits:
+            return _NO_LIMITS
+        args: list[str | int] = [secrets.token_hex(8)]
+        for item in limits:
+            args += [item.limit, max(1, int(item.window * 1_000_000))]
         try:
             allowed, remaining, retry_us = await self._script(
-                keys=[self._prefix + key], args=[limit, window_us, secrets.token_hex(8)]
+                keys=[self._prefix + item.key for item in limits], args=args
             )
         except (RedisError, OSError) as exc:
             raise _unavailable() from exc

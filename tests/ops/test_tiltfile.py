@@ -283,6 +283,8 @@ def test_tiltfile_applies_the_dev_overlay_and_forwards_ports(recording: Recordin
     }
     assert "8000:8000" in forwards["bff"]
     assert "16686:16686" in forwards["jaeger"]
+    assert "3000:3000" in forwards["grafana"]
+    assert "9090:9090" in forwards["prometheus"]
     proto = next(c for c in recording.of("local_resource") if c.args[0] == "proto")
     assert proto.kwargs["cmd"] == "make proto"
     assert "proto" in proto.kwargs["deps"]

@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, exists
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -116,7 +117,7 @@ async def account_of_active_session(session: AsyncSession, claims: AccessClaims)
     """The caller's account, in one round trip (this is GET /me's hot path): a
     revoked session or a deleted account fails at once, before the token expires."""
     statement = (
-        select(
+        sa_select(
             col(Account.id),
             col(Account.email),
             col(Account.username),
@@ -131,7 +132,10 @@ async def account_of_active_session(session: AsyncSession, claims: AccessClaims)
             col(Session.revoked_at).is_(None),
         )
     )
-    row = (await session.exec(statement)).first()
+    # Core on the session's connection: six columns are more than sqlmodel's
+    # typed select() takes, and no ORM objects are needed.
+    connection = await session.connection()
+    row = (await connection.execute(statement)).first()
     if row is None:
         raise Unauthenticated("this session has ended, sign in again", code="session_revoked")
     return AccountView(

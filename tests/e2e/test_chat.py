@@ -43,7 +43,7 @@ def send(page: Page, text: str) -> None:
 
 def create_room(page: Page, name: str) -> str:
     page.goto("/browse")
-    page.get_by_label("Name").fill(name)
+    page.get_by_label("Name", exact=True).fill(name)
     page.get_by_label("Topic").fill("end-to-end tests")
     page.get_by_role("button", name="Create room").click()
     page.wait_for_url("**/room?id=*")

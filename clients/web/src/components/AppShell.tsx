@@ -67,7 +67,7 @@ function Header({ name }: { name: string }) {
   const router = useRouter();
   const pathname = usePathname();
   const nav = [
-    { href: "/rooms", label: "Rooms", active: pathname === "/rooms" || pathname === "/room" || pathname === "/browse" },
+    { href: "/rooms", label: "Rooms", active: ["/rooms", "/room", "/browse", "/new-message"].includes(pathname) },
     { href: "/people", label: "People", active: ["/people", "/friends", "/user", "/profile"].includes(pathname) },
     { href: "/search", label: "Search", active: pathname === "/search" },
   ];

@@ -1,7 +1,7 @@
 "use client";
 import { memo, useEffect, useRef, useState, type KeyboardEvent } from "react";
 import { errorText } from "@/lib/api";
-import { deleteMessage, discardSend, displayName, editMessage, pushToast, retrySend, toggleReaction } from "@/lib/store";
+import { deleteMessage, discardSend, displayName, editMessage, pushToast, retrySend, toggleReaction, useChat } from "@/lib/store";
 import type { TimelineMessage, User } from "@/lib/types";
 import { MessageBody } from "./MessageBody";
 import { Avatar } from "./ui";
@@ -31,6 +31,7 @@ function MessageItemImpl({ message: m, grouped, me, replyTo, editing, seenBy, on
   const name = names[m.sender_id] ?? displayName(m.sender_id);
   const deleted = Boolean(m.deleted_at);
   const [picker, setPicker] = useState(false);
+  const avatar = useChat((s) => s.profiles[m.sender_id]?.avatar_url);
 
   const react = (emoji: string) => {
     setPicker(false);
@@ -49,7 +50,7 @@ function MessageItemImpl({ message: m, grouped, me, replyTo, editing, seenBy, on
       aria-label={grouped ? undefined : `${name} at ${time(m.created_at)}`}
       className={`group relative flex gap-3 px-3 ${grouped ? "py-0.5" : "pt-2 pb-0.5"} hover:bg-gray-50 focus-within:bg-gray-50 dark:hover:bg-gray-900 dark:focus-within:bg-gray-900`}
     >
-      <div className="w-9 shrink-0">{!grouped && <Avatar name={name} />}</div>
+      <div className="w-9 shrink-0">{!grouped && <Avatar name={name} src={avatar} />}</div>
       <div className="min-w-0 flex-1">
         {!grouped && (
           <p className="flex items-baseline gap-2">

@@ -9,7 +9,7 @@ export function PersonRow({ p, children }: { p: Profile; children?: ReactNode })
   const presence = useChat((s) => s.presence[p.id]);
   return (
     <li className="flex items-center gap-3 rounded-lg border border-gray-200 p-3 dark:border-gray-800">
-      <Avatar name={p.display_name || p.username} presence={presence ?? "offline"} />
+      <Avatar name={p.display_name || p.username} src={p.avatar_url} presence={presence ?? "offline"} />
       <div className="min-w-0 flex-1">
         <Link href={`/user?id=${encodeURIComponent(p.id)}`} className="block truncate font-medium hover:underline">
           {p.display_name}

@@ -21,8 +21,13 @@ export function RoomList() {
       </div>
       <div className="min-h-0 flex-1 overflow-y-auto pb-4">
         <Section rooms={groups} empty={s.roomsLoaded ? "You are not in any room yet." : "Loading rooms…"} />
-        <h2 className="px-3 pb-1 pt-4 text-sm font-semibold uppercase tracking-wide text-gray-700 dark:text-gray-300">Direct messages</h2>
-        <Section rooms={dms} empty="Start a DM from someone’s profile." />
+        <div className="flex items-center justify-between gap-2 px-3 pb-1 pt-4">
+          <h2 className="text-sm font-semibold uppercase tracking-wide text-gray-700 dark:text-gray-300">Direct messages</h2>
+          <Link href="/new-message" className="rounded-md border border-gray-300 px-2 py-1 text-xs font-medium text-gray-800 hover:bg-white dark:border-gray-600 dark:text-gray-200 dark:hover:bg-gray-800">
+            New message
+          </Link>
+        </div>
+        <Section rooms={dms} empty="Start a DM or a group DM with New message." />
       </div>
     </div>
   );
@@ -49,7 +54,12 @@ function Section({ rooms, empty }: { rooms: Room[]; empty: string }) {
               className={`mx-2 flex items-center gap-2 rounded-md px-2 py-2 ${active === r.id ? "bg-indigo-100 dark:bg-indigo-950" : "hover:bg-gray-100 dark:hover:bg-gray-800"}`}
             >
               {r.type === "direct" ? (
-                <Avatar name={title} size={32} presence={other ? (s.presence[other] ?? "offline") : undefined} />
+                <Avatar
+                  name={title}
+                  src={other && r.member_ids.length <= 2 ? s.profiles[other]?.avatar_url : undefined}
+                  size={32}
+                  presence={other && r.member_ids.length <= 2 ? (s.presence[other] ?? "offline") : undefined}
+                />
               ) : (
                 <span aria-hidden="true" className="inline-flex h-8 w-8 shrink-0 items-center justify-center rounded-md bg-gray-200 font-semibold text-gray-700 dark:bg-gray-700 dark:text-gray-200">
                   #

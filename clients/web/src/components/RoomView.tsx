@@ -4,10 +4,11 @@ import { useRouter } from "next/navigation";
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import { api, errorText } from "@/lib/api";
 import { typingUsers } from "@/lib/chatState";
-import { closeRoom, displayName, forgetRoom, joinRoom, loadMembers, loadOlder, markVisibleRead, openRoom, roomTitle, useChat } from "@/lib/store";
+import { closeRoom, displayName, fetchMembers, forgetRoom, joinRoom, loadMembers, loadOlder, markVisibleRead, openRoom, roomTitle, useChat } from "@/lib/store";
 import { isLocal, layout } from "@/lib/timeline";
 import type { Profile, Room, TimelineMessage } from "@/lib/types";
 import { Composer } from "./Composer";
+import { MembersPanel } from "./MembersPanel";
 import { MessageItem } from "./MessageItem";
 import { Alert, Spinner } from "./ui";
 
@@ -26,6 +27,7 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
   // a public room opened by link that the user has not joined
   const [preview, setPreview] = useState<Room | null>(null);
   const [atBottom, setAtBottom] = useState(true);
+  const [showMembers, setShowMembers] = useState(false);
   const [unseen, setUnseen] = useState(0);
   // the read marker when the room was opened: where the "new messages" divider goes
   const [dividerSeq, setDividerSeq] = useState<number | null>(null);
@@ -45,7 +47,11 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
     void loadMembers(roomId).then((room) => {
       if (cancelled) return;
       if (room && room.is_member === false) setPreview(room);
-      else openRoom(roomId).catch((e: unknown) => setError(errorText(e)));
+      else {
+        openRoom(roomId).catch((e: unknown) => setError(errorText(e)));
+        // read receipts and mention candidates from the start, not only from live events
+        fetchMembers(roomId).catch(() => undefined);
+      }
     });
     return () => {
       cancelled = true;
@@ -201,7 +207,8 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
   const title = room ? roomTitle(room, s) : "Room";
 
   return (
-    <section aria-label={title} className="flex min-h-0 flex-1 flex-col">
+    <div className="relative flex min-h-0 min-w-0 flex-1">
+    <section aria-label={title} className="flex min-h-0 min-w-0 flex-1 flex-col">
       <div className="flex shrink-0 items-center gap-2 border-b border-gray-200 px-3 py-2 dark:border-gray-800">
         <Link href="/rooms" className="rounded px-1 text-xl md:hidden" aria-label="Back to rooms">
           <span aria-hidden="true">←</span>
@@ -210,7 +217,16 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
           <h1 className="truncate text-lg font-semibold">{room?.type === "direct" ? title : `# ${title}`}</h1>
           {room?.topic && <p className="truncate text-sm text-gray-700 dark:text-gray-300">{room.topic}</p>}
         </div>
-        {room && room.type !== "direct" && room.member_count > 0 && <span className="hidden text-sm text-gray-700 sm:inline dark:text-gray-300">{room.member_count} members</span>}
+        {room && (
+          <button
+            type="button"
+            onClick={() => setShowMembers((v) => !v)}
+            aria-expanded={showMembers}
+            className="rounded-md px-2 py-1 text-sm text-gray-700 hover:bg-gray-100 dark:text-gray-300 dark:hover:bg-gray-800"
+          >
+            Members{room.member_count > 0 ? <span className="hidden sm:inline"> ({room.member_count})</span> : null}
+          </button>
+        )}
         {room && room.type !== "direct" && (
           <button type="button" onClick={() => void leave()} className="rounded-md px-2 py-1 text-sm text-gray-700 hover:bg-gray-100 dark:text-gray-300 dark:hover:bg-gray-800">
             Leave
@@ -277,5 +293,7 @@ export function RoomView({ roomId, focusId }: { roomId: string; focusId: string 
         candidates={candidates}
       />
     </section>
+    {showMembers && room && <MembersPanel room={room} onClose={() => setShowMembers(false)} />}
+    </div>
   );
 }

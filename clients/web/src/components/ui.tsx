@@ -1,6 +1,7 @@
 "use client";
 import Link from "next/link";
-import { useId, type ButtonHTMLAttributes, type InputHTMLAttributes, type ReactNode } from "react";
+import { initials } from "@/lib/text";
+import { useId, useState, type ButtonHTMLAttributes, type InputHTMLAttributes, type ReactNode } from "react";
 
 export function Button({ variant = "primary", className = "", ...props }: ButtonHTMLAttributes<HTMLButtonElement> & { variant?: "primary" | "secondary" | "danger" | "ghost" }) {
   const styles = {
@@ -81,22 +82,44 @@ export function Spinner({ label = "Loading…" }: { label?: string }) {
   );
 }
 
-export function Avatar({ name, size = 36, presence }: { name: string; size?: number; presence?: "online" | "away" | "offline" }) {
-  const letter = (name.trim()[0] ?? "?").toUpperCase();
+/** A person's picture: their avatar_url (https only) or, when there is none or it fails
+ * to load, their initials on a colour derived from the name. Decorative: the name is
+ * always next to it in text. */
+export function Avatar({ name, src, size = 36, presence }: { name: string; src?: string | null; size?: number; presence?: "online" | "away" | "offline" }) {
+  const [failed, setFailed] = useState<string | null>(null);
+  const letters = initials(name);
   let h = 0;
   for (const c of name) h = (h * 31 + c.charCodeAt(0)) % 360;
+  const image = src && src.startsWith("https://") && failed !== src ? src : null;
   return (
-    <span className="relative inline-flex shrink-0" aria-hidden="true">
-      <span
-        className="inline-flex items-center justify-center rounded-full font-semibold text-white"
-        style={{ width: size, height: size, backgroundColor: `hsl(${h} 55% 38%)`, fontSize: size * 0.42 }}
-      >
-        {letter}
-      </span>
+    <span className="relative inline-flex shrink-0" aria-hidden="true" data-avatar={image ? "image" : "initials"}>
+      {image ? (
+        // eslint-disable-next-line @next/next/no-img-element -- a static export: no image optimizer to hand this to
+        <img
+          src={image}
+          alt=""
+          width={size}
+          height={size}
+          loading="lazy"
+          decoding="async"
+          referrerPolicy="no-referrer"
+          onError={() => setFailed(image)}
+          className="rounded-full object-cover"
+          style={{ width: size, height: size }}
+        />
+      ) : (
+        <span
+          className="inline-flex items-center justify-center rounded-full font-semibold text-white"
+          style={{ width: size, height: size, backgroundColor: `hsl(${h} 55% 28%)`, fontSize: size * (letters.length > 1 ? 0.36 : 0.42) }}
+        >
+          {letters}
+        </span>
+      )}
       {presence && <PresenceDot status={presence} className="absolute -bottom-0.5 -right-0.5" />}
     </span>
   );
 }
+
 
 export function PresenceDot({ status, className = "" }: { status: "online" | "away" | "offline"; className?: string }) {
   const color = status === "online" ? "bg-green-500" : status === "away" ? "bg-amber-400" : "bg-gray-400";

@@ -11,6 +11,17 @@ const ready = (): ChatState =>
   applyFrame({ ...initialState, me }, { type: "ready", user: me, rooms: [{ id: "r1", name: "general", type: "group", visibility: "public", last_seq: 2, unread_count: 0 }] }, 0);
 
 describe("applyFrame", () => {
+  it("room.updated keeps my role unless the event changes it", () => {
+    let s = applyFrame({ ...initialState, me }, { type: "ready", user: me, rooms: [{ id: "r1", name: "general", type: "group", membership: { role: "admin" } }] }, 0);
+    expect(s.rooms.r1!.role).toBe("admin");
+    // someone else joined: the event's room has no membership
+    s = applyFrame(s, { type: "room.updated", room: { id: "r1", name: "general", type: "group", member_count: 3 }, member: { user_id: "bob", change: "joined", role: "member" } }, 0);
+    expect(s.rooms.r1!.role).toBe("admin");
+    expect(s.rooms.r1!.member_count).toBe(3);
+    s = applyFrame(s, { type: "room.updated", room: { id: "r1", name: "general", type: "group" }, member: { user_id: "me", change: "role_changed", role: "member" } }, 0);
+    expect(s.rooms.r1!.role).toBe("member");
+  });
+
   it("ready seeds rooms and resume cursors", () => {
     const s = ready();
     expect(s.rooms.r1!.name).toBe("general");

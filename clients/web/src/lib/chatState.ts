@@ -108,6 +108,9 @@ export function upsertRoom(s: ChatState, room: Room, opts: { seedCursor: boolean
         unread_count: room.last_message || room.unread_count ? room.unread_count : prev.unread_count,
         last_read_seq: Math.max(prev.last_read_seq, room.last_read_seq),
         last_seq: Math.max(prev.last_seq, room.last_seq),
+        // room events carry no membership: an absent role is "unchanged", not "none"
+        role: room.role ?? prev.role,
+        is_member: room.is_member ?? prev.is_member,
       }
     : room;
   return {
@@ -221,7 +224,8 @@ function applyFrameBody(s: ChatState, frame: Frame, now: number): ChatState {
       const member = frame.member as { user_id?: unknown; change?: unknown } | undefined;
       const gone = member && member.user_id === s.me?.id && (member.change === "left" || member.change === "removed");
       if (gone || frame.removed === true) return removeRoom(s, room.id);
-      return upsertRoom(s, room, { seedCursor: true });
+      const mine = member && member.user_id === s.me?.id && typeof (member as { role?: unknown }).role === "string";
+      return upsertRoom(s, mine ? { ...room, role: (member as { role: string }).role } : room, { seedCursor: true });
     }
     default:
       return s;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { listOf, normalizeFriendRequest, normalizeMessage, normalizeProfile, normalizeRoom } from "./normalize";
+import { listOf, normalizeFriendRequest, normalizeMember, normalizeMessage, normalizeProfile, normalizePublicRooms, normalizeRoom } from "./normalize";
 
 describe("normalize", () => {
   it("unwraps lists however the BFF wraps them", () => {
@@ -34,5 +34,25 @@ describe("normalize", () => {
     expect(normalizeFriendRequest({ id: "fr", direction: "FRIEND_REQUEST_DIRECTION_OUTGOING", profile: { id: "u", username: "b" } })).toMatchObject({
       direction: "outgoing",
     });
+  });
+
+  it("reads the public room directory with membership and the cursor", () => {
+    const page = normalizePublicRooms({
+      rooms: [
+        { room: { id: "r1", type: "group", visibility: "public", name: "Design", member_count: 4, membership: null }, is_member: true },
+        { room: { id: "r2", type: "group", visibility: "public", name: "Random", member_count: 1, membership: null }, is_member: false },
+        { nonsense: true },
+      ],
+      next_cursor: "abc",
+    });
+    expect(page.rooms.map((r) => [r.id, r.is_member, r.member_count])).toEqual([["r1", true, 4], ["r2", false, 1]]);
+    expect(page.next_cursor).toBe("abc");
+    expect(normalizePublicRooms({ rooms: [], next_cursor: null }).next_cursor).toBeNull();
+  });
+
+  it("reads members with their role, defaulting unknown roles to member", () => {
+    expect(normalizeMember({ user_id: "u", username: "ann", role: "MEMBER_ROLE_OWNER", last_read_seq: 3 })).toEqual({ user_id: "u", username: "ann", role: "owner", last_read_seq: 3 });
+    expect(normalizeMember({ user_id: "u", role: "emperor" })?.role).toBe("member");
+    expect(normalizeMember({ username: "no id" })).toBeNull();
   });
 });

@@ -1,6 +1,6 @@
 // Turn API JSON into the client's types, tolerating the spellings the BFF may use
 // (proto-style enum names, nested membership, timestamps named *_time).
-import type { FriendRequest, Message, Profile, Reaction, Relationship, Room } from "./types";
+import type { FriendRequest, Member, MemberRole, Message, Profile, PublicRoomPage, Reaction, Relationship, Room } from "./types";
 
 type Json = Record<string, unknown>;
 
@@ -112,4 +112,24 @@ export function normalizeFriendRequest(r: unknown): FriendRequest | null {
   if (!profile || !str(r.id)) return null;
   const dir = enumName(r.direction, "friend_request_direction_");
   return { id: str(r.id), direction: dir === "outgoing" ? "outgoing" : "incoming", profile };
+}
+
+const ROLES: MemberRole[] = ["owner", "admin", "member"];
+
+export function normalizeMember(m: unknown): Member | null {
+  if (!isObj(m) || !str(m.user_id)) return null;
+  const role = enumName(m.role, "member_role_") as MemberRole;
+  return { user_id: str(m.user_id), username: str(m.username), role: ROLES.includes(role) ? role : "member", last_read_seq: num(m.last_read_seq) };
+}
+
+/** `GET /api/v1/rooms/public`: `{rooms: [{room, is_member}], next_cursor}`. */
+export function normalizePublicRooms(data: unknown): PublicRoomPage {
+  const rooms: Room[] = [];
+  for (const entry of listOf(data, "rooms")) {
+    if (!isObj(entry)) continue;
+    const room = normalizeRoom(entry.room ?? entry);
+    if (room) rooms.push({ ...room, is_member: entry.is_member === true });
+  }
+  const cursor = isObj(data) ? optStr(data.next_cursor) : null;
+  return { rooms, next_cursor: cursor };
 }

@@ -2,7 +2,7 @@
 // The app's chat store: ChatState + the outbox + toasts, wired to the one WebSocket
 // and the REST API. React components read it with useChat(selector).
 import { useSyncExternalStore } from "react";
-import { api, lastRefreshAt } from "./api";
+import { api, lastRefreshAt, q } from "./api";
 import {
   addLocal,
   applyFrame,
@@ -19,12 +19,12 @@ import {
   type ChatState,
 } from "./chatState";
 import { resumeFrame } from "./cursors";
-import { listOf, normalizeMessage, normalizeProfile, normalizeRoom } from "./normalize";
+import { listOf, normalizeMember, normalizeMessage, normalizeProfile, normalizeRoom } from "./normalize";
 import { enqueue, expired, markSent, resetAll, sendFrame, settle, unsent, type Outbox } from "./outbox";
 import { ChatSocket, socketUrl } from "./socket";
 import { newClientMsgId } from "./text";
 import { latestSeq, oldestSeq } from "./timeline";
-import type { Message, Profile, Room, User } from "./types";
+import type { Member, MemberRole, Message, Profile, Room, User } from "./types";
 
 export interface Toast {
   id: string;
@@ -199,6 +199,14 @@ export function connect(me: User): void {
   });
   socket.start();
   ticker = setInterval(tick, 1000);
+  // my own avatar next to my messages
+  void api
+    .get<unknown>("/api/v1/users/me/profile")
+    .then((p) => {
+      const profile = normalizeProfile(p);
+      if (profile) rememberProfiles([profile]);
+    })
+    .catch(() => undefined);
 }
 
 export function disconnect(): void {
@@ -325,6 +333,36 @@ export async function loadMembers(roomId: string): Promise<Room | null> {
   } catch {
     return null; // details are optional; the history request reports real errors
   }
+}
+
+/** Every member of a room with their role (pages of 500), also seeding read receipts
+ * and the members' profiles. */
+export async function fetchMembers(roomId: string): Promise<Member[]> {
+  const members: Member[] = [];
+  let cursor: string | null = null;
+  do {
+    const data: unknown = await api.get<unknown>(`/api/v1/rooms/${encodeURIComponent(roomId)}/members${q({ limit: 500, cursor })}`);
+    members.push(...listOf(data, "members").map(normalizeMember).filter((m): m is Member => m !== null));
+    const next = (data as { next_cursor?: unknown } | null)?.next_cursor;
+    cursor = typeof next === "string" && next ? next : null;
+  } while (cursor);
+  requestProfiles(members.map((m) => m.user_id));
+  const reads: Record<string, number> = {};
+  for (const m of members) reads[m.user_id] = m.last_read_seq;
+  chat((s) => ({ ...s, reads: { ...s.reads, [roomId]: { ...reads, ...s.reads[roomId] } } }));
+  return members;
+}
+
+export async function addMember(roomId: string, userId: string): Promise<void> {
+  await api.post(`/api/v1/rooms/${encodeURIComponent(roomId)}/members`, { user_id: userId });
+}
+
+export async function removeMember(roomId: string, userId: string): Promise<void> {
+  await api.del(`/api/v1/rooms/${encodeURIComponent(roomId)}/members/${encodeURIComponent(userId)}`);
+}
+
+export async function setMemberRole(roomId: string, userId: string, role: Exclude<MemberRole, "owner">): Promise<void> {
+  await api.patch(`/api/v1/rooms/${encodeURIComponent(roomId)}/members/${encodeURIComponent(userId)}`, { role });
 }
 
 export async function joinRoom(roomId: string): Promise<void> {

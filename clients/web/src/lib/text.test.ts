@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { completeMention, highlight, mentionAt, tokenize } from "./text";
+import { completeMention, highlight, initials, mentionAt, tokenize } from "./text";
 
 describe("text", () => {
   it("tokenizes mentions and links, keeps markup as text", () => {
@@ -29,5 +29,13 @@ describe("text", () => {
       { text: "a.b", kind: "match" },
       { text: " axb", kind: "text" },
     ]);
+  });
+
+  it("makes avatar initials from one or two words, emoji-safe", () => {
+    expect(initials("Ada Lovelace")).toBe("AL");
+    expect(initials("  ada  ")).toBe("A");
+    expect(initials("Grace Brewster Hopper")).toBe("GH");
+    expect(initials("")).toBe("?");
+    expect(initials("😀 smile")).toBe("😀S");
   });
 });

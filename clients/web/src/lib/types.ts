@@ -77,11 +77,19 @@ export interface Room {
   is_member?: boolean;
 }
 
+export type MemberRole = "owner" | "admin" | "member";
+
 export interface Member {
   user_id: string;
   username: string;
-  role?: string;
+  role: MemberRole;
   last_read_seq: number;
+}
+
+/** A page of the public room directory: rooms carry `is_member`. */
+export interface PublicRoomPage {
+  rooms: Room[];
+  next_cursor: string | null;
 }
 
 export interface Session {

@@ -16,7 +16,8 @@ def page_csp(websocket_origin: str) -> str:
             "default-src 'self'",
             "script-src 'self' 'unsafe-inline'",
             "style-src 'self' 'unsafe-inline'",
-            "img-src 'self' data: blob:",
+            # https: avatars are user-chosen URLs on other hosts (profile avatar_url).
+            "img-src 'self' data: blob: https:",
             "font-src 'self' data:",
             f"connect-src 'self' {websocket_origin}",
             "object-src 'none'",

@@ -4,25 +4,59 @@ import { useRouter } from "next/navigation";
 import { Suspense, useEffect, useState, type FormEvent } from "react";
 import { AppShell } from "@/components/AppShell";
 import { Alert, Button, Field, Spinner, linkClass } from "@/components/ui";
-import { api, errorText } from "@/lib/api";
-import { listOf, normalizeRoom } from "@/lib/normalize";
+import { api, errorText, q } from "@/lib/api";
+import { normalizePublicRooms } from "@/lib/normalize";
 import { joinRoom, upsertRoomFromApi, useChat } from "@/lib/store";
 import type { Room } from "@/lib/types";
+
+const PAGE = 30;
 
 function Browse() {
   const router = useRouter();
   const mine = useChat((s) => s.rooms);
   const [publicRooms, setPublicRooms] = useState<Room[] | null>(null);
+  const [cursor, setCursor] = useState<string | null>(null);
+  const [query, setQuery] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [createError, setCreateError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const [loadingMore, setLoadingMore] = useState(false);
 
+  // the directory: the first page again whenever the search changes (debounced)
   useEffect(() => {
-    api
-      .get<unknown>("/api/v1/rooms?visibility=public")
-      .then((d) => setPublicRooms(listOf(d, "rooms").map(normalizeRoom).filter((r): r is Room => r !== null && r.visibility === "public")))
-      .catch((e: unknown) => setError(errorText(e)));
-  }, []);
+    const ctl = new AbortController();
+    const t = setTimeout(() => {
+      api
+        .get<unknown>(`/api/v1/rooms/public${q({ q: query.trim(), limit: PAGE })}`, ctl.signal)
+        .then((d) => {
+          const page = normalizePublicRooms(d);
+          setPublicRooms(page.rooms);
+          setCursor(page.next_cursor);
+          setError(null);
+        })
+        .catch((e: unknown) => {
+          if (!ctl.signal.aborted) setError(errorText(e));
+        });
+    }, query ? 250 : 0);
+    return () => {
+      clearTimeout(t);
+      ctl.abort();
+    };
+  }, [query]);
+
+  const more = async () => {
+    if (!cursor) return;
+    setLoadingMore(true);
+    try {
+      const page = normalizePublicRooms(await api.get<unknown>(`/api/v1/rooms/public${q({ q: query.trim(), limit: PAGE, cursor })}`));
+      setPublicRooms((rooms) => [...(rooms ?? []), ...page.rooms.filter((r) => !rooms?.some((x) => x.id === r.id))]);
+      setCursor(page.next_cursor);
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      setLoadingMore(false);
+    }
+  };
 
   const create = async (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
@@ -94,24 +128,55 @@ function Browse() {
       </section>
       <section aria-labelledby="public-h">
         <h2 id="public-h" className="mb-3 font-semibold">Public rooms</h2>
+        <label htmlFor="public-q" className="mb-1 block text-sm font-medium">Search public rooms</label>
+        <input
+          id="public-q"
+          type="search"
+          value={query}
+          onChange={(e) => setQuery(e.target.value)}
+          maxLength={80}
+          autoComplete="off"
+          className="mb-3 w-full rounded-md border border-gray-300 bg-white px-3 py-2 dark:border-gray-600 dark:bg-gray-900"
+        />
         {error && <Alert>{error}</Alert>}
         {!publicRooms && !error && <Spinner />}
-        {publicRooms?.length === 0 && <p className="text-gray-700 dark:text-gray-300">No public rooms yet: create the first one.</p>}
-        <ul className="flex flex-col gap-2">
-          {publicRooms?.map((r) => (
-            <li key={r.id} className="flex items-center gap-3 rounded-lg border border-gray-200 p-3 dark:border-gray-800">
-              <div className="min-w-0 flex-1">
-                <p className="truncate font-medium"># {r.name}</p>
-                <p className="truncate text-sm text-gray-700 dark:text-gray-300">{r.topic || "No topic"} · {r.member_count} members</p>
-              </div>
-              {r.id in mine ? (
-                <Link className={linkClass} href={`/room?id=${encodeURIComponent(r.id)}`}>Open</Link>
-              ) : (
-                <Button onClick={() => void join(r)} aria-label={`Join ${r.name}`}>Join</Button>
-              )}
-            </li>
+        {publicRooms?.length === 0 &&
+          (query.trim() ? (
+            <p className="text-gray-700 dark:text-gray-300">No public room name starts with “{query.trim()}”.</p>
+          ) : (
+            <p className="text-gray-700 dark:text-gray-300">No public rooms yet: create the first one.</p>
           ))}
+        <ul className="flex flex-col gap-2" aria-label="Public rooms">
+          {publicRooms?.map((r) => {
+            const member = r.is_member === true || r.id in mine;
+            return (
+              <li key={r.id} data-room-id={r.id} className="flex items-center gap-3 rounded-lg border border-gray-200 p-3 dark:border-gray-800">
+                <span aria-hidden="true" className="inline-flex h-9 w-9 shrink-0 items-center justify-center rounded-md bg-gray-200 font-semibold text-gray-700 dark:bg-gray-700 dark:text-gray-200">
+                  #
+                </span>
+                <div className="min-w-0 flex-1">
+                  <p className="truncate font-medium">{r.name}</p>
+                  <p className="truncate text-sm text-gray-700 dark:text-gray-300">
+                    {r.topic || "No topic"} · {r.member_count} {r.member_count === 1 ? "member" : "members"}
+                    {member && " · joined"}
+                  </p>
+                </div>
+                {member ? (
+                  <Link className={linkClass} href={`/room?id=${encodeURIComponent(r.id)}`} aria-label={`Open ${r.name}`}>Open</Link>
+                ) : (
+                  <Button onClick={() => void join(r)} aria-label={`Join ${r.name}`}>Join</Button>
+                )}
+              </li>
+            );
+          })}
         </ul>
+        {cursor && (
+          <div className="mt-3 text-center">
+            <Button variant="secondary" onClick={() => void more()} disabled={loadingMore}>
+              {loadingMore ? "Loading…" : "More rooms"}
+            </Button>
+          </div>
+        )}
       </section>
     </div>
   );

@@ -1,10 +1,11 @@
 "use client";
 import { Suspense, useEffect, useState, type FormEvent } from "react";
 import { AppShell } from "@/components/AppShell";
-import { Alert, Button, Field, Spinner } from "@/components/ui";
+import { Alert, Avatar, Button, Field, Spinner } from "@/components/ui";
 import { api, errorText } from "@/lib/api";
 import { normalizeProfile } from "@/lib/normalize";
 import { loadMe } from "@/lib/session";
+import { rememberProfiles } from "@/lib/store";
 import type { Profile } from "@/lib/types";
 
 function EditProfile() {
@@ -32,7 +33,9 @@ function EditProfile() {
         if (field(k) !== (p?.[k] ?? "")) changes[k] = field(k);
       }
       const d = await api.patch<unknown>("/api/v1/users/me/profile", changes);
-      setP(normalizeProfile(d) ?? p);
+      const updated = normalizeProfile(d);
+      if (updated) rememberProfiles([updated]);
+      setP(updated ?? p);
       setSaved(true);
       void loadMe(true);
     } catch (err) {
@@ -49,6 +52,10 @@ function EditProfile() {
       {p && (
         <form onSubmit={(e) => void submit(e)} className="flex flex-col gap-4">
           {saved && <Alert kind="success">Profile saved.</Alert>}
+          <div className="flex items-center gap-3">
+            <Avatar name={p.display_name || p.username} src={p.avatar_url} size={64} />
+            <p className="text-sm text-gray-700 dark:text-gray-300">Your picture: an https image URL, or your initials.</p>
+          </div>
           <Field label="Display name" name="display_name" defaultValue={p.display_name} required maxLength={64} />
           <div className="flex flex-col gap-1">
             <label htmlFor="bio" className="text-sm font-medium">Bio</label>

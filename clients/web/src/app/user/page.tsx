@@ -42,7 +42,7 @@ function UserProfile() {
       {p && (
         <article className="flex flex-col gap-4">
           <div className="flex items-center gap-4">
-            <Avatar name={p.display_name} size={72} presence={presence ?? "offline"} />
+            <Avatar name={p.display_name} src={p.avatar_url} size={72} presence={presence ?? "offline"} />
             <div className="min-w-0">
               <h1 className="truncate text-2xl font-semibold">{p.display_name}</h1>
               <p className="text-gray-700 dark:text-gray-300">@{p.username} · {presence ?? "offline"}</p>

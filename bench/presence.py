@@ -11,18 +11,28 @@ user-service process and of the load generator (which plays the BFFs), the
 online/offline propagation latency, and (unless --no-crash) how long the users
 of a BFF that stops heartbeating (as after SIGKILL) take to be announced offline.
 
-The auth and user services run as separate processes, as in production.
-Prints numbers; asserts nothing.
+Then (unless --no-bff) the same through a real BFF process: `--connections`
+real WebSockets on /api/v1/ws (they answer the BFF's pings, the BFF heartbeats
+them in one batch per interval), probe users opening and closing a WebSocket,
+and a friend of every probe user on another WebSocket timing the `presence`
+frames. That phase reports the BFF's CPU next to the user service's (and the
+chat service's, which every WebSocket subscribes to).
+
+The auth, user and chat services and the BFF run as separate processes, as in
+production. Prints numbers; asserts nothing.
 
     uv run python bench/presence.py [--users 500] [--connections 2000] [--seconds 60]
                                     [--heartbeats per-connection|batched] [--no-crash]
+                                    [--no-simulated] [--no-bff]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
+import json
 import os
 import random
 import statistics
@@ -30,18 +40,21 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import asyncpg
 import grpc
+import httpx
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from chatmesh.auth.v1 import auth_pb2, auth_pb2_grpc
 from chatmesh.common.testing import free_port
-from chatmesh.user.v1 import presence_pb2, presence_pb2_grpc
+from chatmesh.user.v1 import presence_pb2, presence_pb2_grpc, user_pb2, user_pb2_grpc
 
 PG_ADMIN = os.environ.get(
     "CHATMESH_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -83,6 +96,10 @@ class Services:
     user_port: int
     user_pid: int
     redis_url: str
+    # The chat service and the BFF (0 / "" unless started for the BFF phase).
+    chat_pid: int = 0
+    bff_pid: int = 0
+    bff_url: str = ""
 
 
 @contextmanager
@@ -122,11 +139,11 @@ def private_redis() -> Iterator[str]:
 
 
 @contextmanager
-def services(redis_url: str) -> Iterator[Services]:
+def services(redis_url: str, *, with_bff: bool) -> Iterator[Services]:
     database = f"cm_bench_{uuid.uuid4().hex[:8]}"
     asyncio.run(_pg(f'CREATE DATABASE "{database}"'))
     redis.Redis.from_url(redis_url).flushdb()
-    auth_port, user_port = free_port(), free_port()
+    auth_port, user_port, chat_port, bff_port = free_port(), free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "CHATMESH_LOG_LEVEL": "warning",
@@ -147,10 +164,49 @@ def services(redis_url: str) -> Iterator[Services]:
             env={**env, "CHATMESH_GRPC_PORT": str(user_port)},
         ),
     ]
+    bff_url = f"http://127.0.0.1:{bff_port}"
+    if with_bff:
+        user_address = f"127.0.0.1:{user_port}"
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "chatmesh.services.chat"],
+                env={
+                    **env,
+                    "CHATMESH_GRPC_PORT": str(chat_port),
+                    "CHATMESH_USER_ADDRESS": user_address,
+                },
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "chatmesh.bff"],
+                env={
+                    **env,
+                    "CHATMESH_HTTP_PORT": str(bff_port),
+                    "CHATMESH_PUBLIC_URL": bff_url,
+                    "CHATMESH_USER_ADDRESS": user_address,
+                    "CHATMESH_CHAT_ADDRESS": f"127.0.0.1:{chat_port}",
+                    # Rate limits off and in-process: Redis counts presence only.
+                    "CHATMESH_REDIS_URL": "",
+                    "CHATMESH_RATE_LIMIT_IP": "0",
+                    "CHATMESH_RATE_LIMIT_USER": "0",
+                    "CHATMESH_WEB_DIR": "/nonexistent",
+                },
+            )
+        )
     try:
-        asyncio.run(_wait_serving([auth_port, user_port], procs))
+        ports = [auth_port, user_port, *([chat_port] if with_bff else [])]
+        asyncio.run(_wait_serving(ports, procs))
+        if with_bff:
+            asyncio.run(_wait_http(f"{bff_url}/healthz", procs))
         yield Services(
-            auth_port=auth_port, user_port=user_port, user_pid=procs[1].pid, redis_url=redis_url
+            auth_port=auth_port,
+            user_port=user_port,
+            user_pid=procs[1].pid,
+            redis_url=redis_url,
+            chat_pid=procs[2].pid if with_bff else 0,
+            bff_pid=procs[3].pid if with_bff else 0,
+            bff_url=bff_url if with_bff else "",
         )
     finally:
         for proc in procs:
@@ -183,6 +239,18 @@ async def _wait_serving(ports: list[int], procs: list[subprocess.Popen[bytes]]) 
                 if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                     raise RuntimeError("services did not become ready")
                 await asyncio.sleep(0.2)
+
+
+async def _wait_http(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient(timeout=1) as http:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(url)).status_code == 200:
+                    return
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError("the BFF did not become ready")
+            await asyncio.sleep(0.2)
 
 
 @dataclass(frozen=True)
@@ -439,6 +507,190 @@ async def crash(watcher: Watcher, instances: list[Instance]) -> str:
         return f"crash of {victim.name}: users NOT offline within 90 s"
 
 
+# --- through a real BFF ------------------------------------------------------------
+
+STATUS = {"online": ONLINE, "offline": OFFLINE}
+
+
+@dataclass
+class Socket:
+    """One WebSocket to the BFF, read by its own task: answers the BFF's pings
+    (else it is reaped as idle) and hands `presence` frames to `on_presence`."""
+
+    connection: ClientConnection
+    on_presence: Callable[[dict[str, object]], None] | None = None
+    task: asyncio.Task[None] | None = None
+
+    async def read(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in self.connection:
+                frame = json.loads(raw)
+                if frame.get("type") == "ping":
+                    await self.connection.send('{"type":"pong"}')
+                elif frame.get("type") == "presence" and self.on_presence is not None:
+                    self.on_presence(frame)
+
+    async def close(self) -> None:
+        await self.connection.close()
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def open_socket(
+    bff_url: str,
+    account: Account,
+    on_presence: Callable[[dict[str, object]], None] | None = None,
+) -> Socket:
+    """An authenticated /api/v1/ws connection, returned once `ready` arrived."""
+    url = bff_url.replace("http://", "ws://") + "/api/v1/ws"
+    connection = await connect(
+        url, additional_headers={"Authorization": f"Bearer {account.token}"}, open_timeout=60
+    )
+    ready = json.loads(await asyncio.wait_for(connection.recv(), 60))
+    if ready.get("type") != "ready":
+        raise RuntimeError(f"expected `ready`, got {str(ready)[:200]}")
+    socket = Socket(connection, on_presence)
+    socket.task = asyncio.create_task(socket.read())
+    return socket
+
+
+@dataclass
+class FrameWatcher:
+    """A friend of every probe user, timing the `presence` frames on its WebSocket."""
+
+    expected: dict[str, tuple[int, float]] = field(default_factory=dict)
+    latencies: dict[int, list[float]] = field(default_factory=lambda: {ONLINE: [], OFFLINE: []})
+    received: int = 0
+
+    def handle(self, frame: dict[str, object]) -> None:
+        now = time.perf_counter()
+        self.received += 1
+        user_id, status = str(frame.get("user_id")), STATUS.get(str(frame.get("status")))
+        wanted = self.expected.get(user_id)
+        if wanted is not None and status == wanted[0]:
+            del self.expected[user_id]
+            self.latencies[wanted[0]].append(now - wanted[1])
+
+
+async def befriend(
+    users: user_pb2_grpc.UserServiceStub, one: Account, others: list[Account]
+) -> None:
+    """`one` and each of `others` become friends (a request each way)."""
+    for other in others:
+        for sender, recipient in ((one, other), (other, one)):
+            for _ in range(600):  # until the user service made both profiles
+                try:
+                    await users.SendFriendRequest(
+                        user_pb2.SendFriendRequestRequest(user_id=recipient.user_id),
+                        metadata=sender.auth,
+                        timeout=30,
+                    )
+                    break
+                except grpc.aio.AioRpcError as error:
+                    if error.code() != grpc.StatusCode.NOT_FOUND:
+                        raise
+                    await asyncio.sleep(0.1)
+
+
+async def probe_sockets(
+    watcher: FrameWatcher, bff_url: str, probes: list[Account], seconds: float, every: float
+) -> None:
+    """Probe users open and close a WebSocket, one change every `every` seconds
+    (online is timed from the connect, offline from the close)."""
+    sockets: dict[str, Socket] = {}
+    deadline = time.monotonic() + seconds
+    for account in itertools.cycle(probes):
+        if time.monotonic() >= deadline:
+            break
+        socket = sockets.pop(account.user_id, None)
+        if socket is None:
+            watcher.expected[account.user_id] = (ONLINE, time.perf_counter())
+            sockets[account.user_id] = await open_socket(bff_url, account)
+        else:
+            watcher.expected[account.user_id] = (OFFLINE, time.perf_counter())
+            await socket.close()
+        await asyncio.sleep(every)
+    await asyncio.gather(*(socket.close() for socket in sockets.values()))
+
+
+async def run_bff(
+    args: argparse.Namespace,
+    svc: Services,
+    auth: auth_pb2_grpc.AuthServiceStub,
+    accounts: list[Account],
+    probes: list[Account],
+) -> list[str]:
+    lines = [f"through a real BFF process (pid {svc.bff_pid}):"]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{svc.user_port}") as channel:
+        friend = (await register(auth, 1, "w"))[0]
+        await befriend(user_pb2_grpc.UserServiceStub(channel), friend, probes)
+    watcher = FrameWatcher()
+    watching = await open_socket(svc.bff_url, friend, watcher.handle)
+
+    limit = asyncio.Semaphore(32)
+
+    async def one(account: Account) -> Socket:
+        async with limit:
+            return await open_socket(svc.bff_url, account)
+
+    began = time.perf_counter()
+    load = await asyncio.gather(
+        *(one(accounts[n % len(accounts)]) for n in range(args.connections))
+    )
+    lines.append(
+        f"  opened {len(load)} WebSockets in {time.perf_counter() - began:.1f} s; "
+        "letting heartbeats settle for 15 s"
+    )
+    await asyncio.sleep(15)  # one BFF heartbeat interval (production TTL / 3)
+
+    stats = RedisStats(svc.redis_url)
+    stop_sampling = asyncio.Event()
+    sampling = asyncio.create_task(stats.sample(stop_sampling))
+    commands0 = stats.total()
+    pids = {"user service": svc.user_pid, "BFF": svc.bff_pid, "chat service": svc.chat_pid}
+    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    own0 = cpu_seconds("self")
+    start = time.perf_counter()
+    await probe_sockets(watcher, svc.bff_url, probes, args.seconds, args.probe_every)
+    elapsed = time.perf_counter() - start
+    commands = stats.total() - commands0
+    cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+    own = cpu_seconds("self") - own0
+    stop_sampling.set()
+    await sampling
+    samples = stats.samples or [0]
+    lines += [
+        f"  steady state over {elapsed:.0f} s ({len(load)} idle WebSockets + probes + friend):",
+        f"  redis commands        {commands / elapsed:8.1f} ops/s (total_commands_processed delta)",
+        f"  redis instantaneous   mean {statistics.mean(samples):.0f} ops/s, "
+        f"max {max(samples)} ops/s (1 s samples)",
+        *(f"  {name + ' CPU':<21} {100 * cpu[name] / elapsed:8.1f} % of one core" for name in pids),
+        f"  load generator CPU    {100 * own / elapsed:8.1f} % of one core (the WebSocket clients)",
+        f"  presence frames received by the friend: {watcher.received}",
+        latency_line("  online  -> friend's WebSocket", watcher.latencies[ONLINE]),
+        latency_line(
+            "  offline -> friend's WebSocket (incl. debounce)", watcher.latencies[OFFLINE]
+        ),
+    ]
+    await asyncio.gather(*(socket.close() for socket in [*load, watching]))
+    return lines
+
+
+async def close_simulated(instances: list[Instance]) -> None:
+    """End the simulated BFFs' connections (the BFF phase measures on its own)."""
+    for instance in instances:
+        instance.alive = False
+        ids = list(instance.connections)
+        for start in range(0, len(ids), 1000):
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await instance.stub.CloseConnections(
+                    presence_pb2.CloseConnectionsRequest(
+                        instance_id=instance.name, connection_ids=ids[start : start + 1000]
+                    ),
+                    timeout=30,
+                )
+
+
 async def run(args: argparse.Namespace, svc: Services) -> list[str]:
     lines: list[str] = []
     auth_channel = grpc.aio.insecure_channel(f"127.0.0.1:{svc.auth_port}")
@@ -456,6 +708,23 @@ async def run(args: argparse.Namespace, svc: Services) -> list[str]:
         f"in {time.perf_counter() - began:.1f} s"
     )
 
+    if args.simulated:
+        lines += await run_simulated(args, svc, stubs, accounts, probes)
+    if args.bff:
+        lines += await run_bff(args, svc, auth, accounts, probes)
+    for channel in [*channels, auth_channel]:
+        await channel.close()
+    return lines
+
+
+async def run_simulated(
+    args: argparse.Namespace,
+    svc: Services,
+    stubs: list[presence_pb2_grpc.PresenceServiceStub],
+    accounts: list[Account],
+    probes: list[Account],
+) -> list[str]:
+    lines: list[str] = []
     watcher = Watcher(stubs[-1])
     ready = asyncio.Event()
     watching = asyncio.create_task(watcher.run([a.user_id for a in accounts + probes], ready))
@@ -492,14 +761,13 @@ async def run(args: argparse.Namespace, svc: Services) -> list[str]:
     if args.crash:
         lines.append(await crash(watcher, instances))
 
-    for instance in instances:
-        instance.alive = False
+    await close_simulated(instances)
     for task in beats:
         task.cancel()
     watching.cancel()
     await asyncio.gather(*beats, watching, return_exceptions=True)
-    for channel in [*channels, auth_channel]:
-        await channel.close()
+    if args.bff:
+        await asyncio.sleep(5)  # the offline announcements of the closed connections
     return lines
 
 
@@ -515,11 +783,17 @@ def main() -> None:
         "--heartbeats", choices=["per-connection", "batched"], default="per-connection"
     )
     parser.add_argument("--no-crash", dest="crash", action="store_false")
+    parser.add_argument(
+        "--no-simulated", dest="simulated", action="store_false", help="skip the simulated BFFs"
+    )
+    parser.add_argument(
+        "--no-bff", dest="bff", action="store_false", help="skip the phase through a real BFF"
+    )
     args = parser.parse_args()
     print(f"cpus={os.cpu_count()} python={sys.version.split()[0]}")
     with ExitStack() as stack:
         redis_url = REDIS_URL or stack.enter_context(private_redis())
-        svc = stack.enter_context(services(redis_url))
+        svc = stack.enter_context(services(redis_url, with_bff=args.bff))
         for line in asyncio.run(run(args, svc)):
             print(line)
 

@@ -45,6 +45,9 @@ from chatmesh.services.chat import models
 from chatmesh.services.chat.app import ChatServer
 from chatmesh.services.chat.app import serve as serve_chat
 from chatmesh.services.chat.settings import DB_SCHEMA, ChatSettings
+from chatmesh.services.user.app import UserServer
+from chatmesh.services.user.app import serve as serve_user
+from chatmesh.services.user.settings import UserSettings
 
 PASSWORD = "correct horse battery"
 _serial = itertools.count(1)
@@ -154,6 +157,8 @@ class Stack:
     start_bff_fixture: Any
     chat_port: int = 0
     chat: ChatServer | None = None
+    # Where the chat service asks about blocks (empty: nobody is blocked).
+    user_address: str = ""
     bffs: list[Any] = field(default_factory=list)
     sockets: list[WsClient] = field(default_factory=list)
     http_clients: list[httpx.AsyncClient] = field(default_factory=list)
@@ -174,6 +179,7 @@ class Stack:
                 grpc_port=self.chat_port,
                 metrics_port=0,
                 auth_address=self.auth_address,
+                user_address=self.user_address,
                 relay_poll_seconds=0.05,
             ),
             bus=self.bus,
@@ -353,3 +359,32 @@ async def stack(
         if redis is not None:
             await redis.aclose()
         await bus.close()
+
+
+@pytest.fixture
+async def user_server(stack: Stack, tmp_path: Path) -> AsyncIterator[UserServer]:
+    """A user service next to `stack` (profiles from auth's events, presence
+    in-process with short delays)."""
+    server = await serve_user(
+        UserSettings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'user.db'}",
+            redis_url="",
+            grpc_port=0,
+            metrics_port=0,
+            auth_address=stack.auth_address,
+            presence_sweep_interval_seconds=0.05,
+            presence_offline_delay_seconds=0.2,
+        ),
+        bus=stack.bus,
+    )
+    try:
+        yield server
+    finally:
+        await server.stop(drain=0.0, grace=0.5)
+
+
+async def profile_exists(http: httpx.AsyncClient, user: User) -> None:
+    """Wait until the user service made `user`'s profile (from auth's event)."""
+    async with asyncio.timeout(10):
+        while (await http.get(f"/api/v1/users/{user.id}")).status_code != 200:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)

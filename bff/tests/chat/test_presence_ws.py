@@ -4,45 +4,11 @@ chat services)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
-
 from chatmesh.services.user.app import UserServer
-from chatmesh.services.user.app import serve as serve_user
-from chatmesh.services.user.settings import UserSettings
 
-from .conftest import Stack, User, WsClient
-
-
-@pytest.fixture
-async def user_server(stack: Stack, tmp_path: Path) -> AsyncIterator[UserServer]:
-    server = await serve_user(
-        UserSettings(
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'user.db'}",
-            redis_url="",
-            grpc_port=0,
-            metrics_port=0,
-            auth_address=stack.auth_address,
-            presence_sweep_interval_seconds=0.05,
-            presence_offline_delay_seconds=0.2,
-        ),
-        bus=stack.bus,
-    )
-    try:
-        yield server
-    finally:
-        await server.stop(drain=0.0, grace=0.5)
-
-
-async def _profile_exists(http: httpx.AsyncClient, user: User) -> None:
-    async with asyncio.timeout(10):
-        while (await http.get(f"/api/v1/users/{user.id}")).status_code != 200:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+from .conftest import Stack, User, WsClient, profile_exists
 
 
 def _presence_of(client: WsClient, user: User) -> list[str]:
@@ -55,8 +21,8 @@ async def test_a_friend_sees_two_devices_come_and_go(stack: Stack, user_server: 
     ann_bff = await stack.bff(user_address=user_address)
     ann, bob = await stack.user(), await stack.user()
     ann_http, bob_http = stack.http(ann_bff, ann), stack.http(bob_bff, bob)
-    await _profile_exists(ann_http, bob)
-    await _profile_exists(bob_http, ann)
+    await profile_exists(ann_http, bob)
+    await profile_exists(bob_http, ann)
     asked = await ann_http.post("/api/v1/friends/requests", json={"user_id": bob.id})
     assert asked.status_code == 201, asked.text
     answered = await bob_http.post("/api/v1/friends/requests", json={"user_id": ann.id})

@@ -1,18 +1,15 @@
-"""Direct conversations: one room per set of users, even when created concurrently;
-blocked users can neither open nor write in a DM."""
+"""Direct conversations: one room per set of users, even when created concurrently
+(blocks: test_blocks.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
 
 import grpc
 
 from chatmesh.chat.v1 import chat_service_pb2 as api
 from chatmesh.chat.v1 import resources_pb2 as pb
-
-from .conftest import running
 
 
 async def test_a_dm_is_created_once_and_found_from_either_side(chat):
@@ -108,44 +105,3 @@ async def test_dm_membership_is_fixed(chat):
         chat.stub.GetRoom(api.GetRoomRequest(room_id=room_id), metadata=carol.md)
     )
     assert hidden.status == grpc.StatusCode.NOT_FOUND
-
-
-class Blocks:
-    """The block list the user service will own; here a set of (blocker, blocked)."""
-
-    def __init__(self) -> None:
-        self.pairs: set[tuple[str, str]] = set()
-
-    async def is_blocked(self, *, blocker_id: str, blocked_id: str) -> bool:
-        return (blocker_id, blocked_id) in self.pairs
-
-
-async def test_blocked_users_cannot_open_or_write_in_a_dm(tmp_path: Path):
-    blocks = Blocks()
-    url = f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
-    async with running(url, tmp_path, block_checker=blocks) as chat:
-        alice, bob, carol = await chat.user(), await chat.user(), await chat.user()
-        dm = await chat.stub.GetOrCreateDirectRoom(
-            api.GetOrCreateDirectRoomRequest(user_ids=[bob.id]), metadata=alice.md
-        )
-        await chat.send(alice, dm.room.id, "before the block")
-
-        blocks.pairs.add((bob.id, alice.id))  # bob blocks alice
-        failed = await chat.failure(chat.send(alice, dm.room.id, "are you there?"))
-        assert (failed.status, failed.code) == (grpc.StatusCode.PERMISSION_DENIED, "blocked")
-        failed = await chat.failure(
-            chat.stub.GetOrCreateDirectRoom(
-                api.GetOrCreateDirectRoomRequest(user_ids=[bob.id, carol.id]), metadata=alice.md
-            )
-        )
-        assert failed.code == "blocked"
-        # Bob can still write (he blocked, he was not blocked), and others are unaffected.
-        await chat.send(bob, dm.room.id, "I can still talk")
-        other = await chat.stub.GetOrCreateDirectRoom(
-            api.GetOrCreateDirectRoomRequest(user_ids=[carol.id]), metadata=alice.md
-        )
-        await chat.send(alice, other.room.id, "hi carol")
-        history = await chat.stub.ListMessages(
-            api.ListMessagesRequest(room_id=dm.room.id), metadata=bob.md
-        )
-        assert [m.body for m in history.messages] == ["before the block", "I can still talk"]

@@ -83,6 +83,16 @@ class DirectRoomRequest(RequestBody):
     )
 
 
+class MemberRoleRequest(RequestBody):
+    role: Literal["admin", "member"] = Field(description="Owner only: promote or demote.")
+
+
+MEMBER_ROLE_VALUES: dict[str, pb.MemberRole.ValueType] = {
+    "admin": pb.MEMBER_ROLE_ADMIN,
+    "member": pb.MEMBER_ROLE_MEMBER,
+}
+
+
 class SendMessageRequest(RequestBody):
     body: BodyText = Field(description="Not blank; at most 10,000 characters.")
     client_msg_id: IdText = Field(
@@ -222,6 +232,23 @@ class Member(BaseModel):
             joined_at=_time(member.join_time),
             last_read_seq=member.last_read_seq,
         )
+
+
+class MemberList(BaseModel):
+    members: list[Member] = Field(description="In the order they joined.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class PublicRoom(BaseModel):
+    """An entry of the public room directory."""
+
+    room: Room = Field(description="As members see it: `membership` and `last_message` null.")
+    is_member: bool = Field(description="Whether you are a member already.")
+
+
+class PublicRoomList(BaseModel):
+    rooms: list[PublicRoom] = Field(description="By name, ignoring case.")
+    next_cursor: str | None = Field(description="Pass as `cursor` (with the same `q`).")
 
 
 class DirectRoom(BaseModel):

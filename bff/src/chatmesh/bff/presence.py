@@ -6,9 +6,10 @@ The hub does three jobs for the WebSocket handler:
    (``OpenConnection`` when a socket is authenticated, ONE batched ``Heartbeat``
    for all of them every interval, ``CloseConnections`` when they close);
 2. it holds ONE ``WatchPresence`` stream for every user that some local
-   connection cares about (the connection user's friends, plus whatever the
-   WebSocket handler adds: room co-members), and re-opens it with the whole
-   watch set when the stream breaks (user service restarted or unreachable);
+   connection cares about (the connection user's friends, the co-members of
+   their small rooms, plus whatever the WebSocket handler adds), and re-opens
+   it with the whole watch set when the stream breaks (user service restarted
+   or unreachable);
 3. it pushes ``{"type": "presence", "user_id": …, "status": …}`` frames to
    the local connections interested in the user whose presence changed
    (``status`` is ``"online"``, ``"away"`` or ``"offline"``; each connection
@@ -32,6 +33,17 @@ The API for the WebSocket handler (all coroutines are cheap unless noted)::
     hub.befriended(a, b) / hub.blocked(a, b)       # called by the people routes
     await hub.close(connection_id)                 # in the handler's `finally`
 
+Room co-members (``follow_rooms(chat_stub, chat_hub)`` at start-up): ``open``
+lists them with ONE ``ListCoMembers`` call (per room, rooms of at most
+``max_room_size`` members only: a large public room would make every member
+watch every other), and the chat hub's ``MemberChanged`` events keep them
+current (``room_member_changed``): a joiner is watched by the room's local
+connections, a leaver is dropped unless a friend or in another shared room;
+the joiner's own connections list the new room's members. A room that grows
+past the cap stops being followed by the connections already following it.
+``blocked`` drops friendship interest only: a shared room still shows presence,
+as its member list does.
+
 ``send`` is awaited with a short timeout; errors from it are logged and
 ignored (the socket's own reader notices a dead socket). Frames for a user start
 with that user's current presence as soon as it is known.
@@ -49,12 +61,15 @@ import contextlib
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
+from chatmesh.chat.v1 import chat_service_pb2 as chat_api
+from chatmesh.chat.v1 import chat_service_pb2_grpc
+from chatmesh.chat.v1 import resources_pb2 as chat_pb
 from chatmesh.common.grpc.client import call_metadata
 from chatmesh.common.logging import get_logger
 from chatmesh.user.v1 import presence_pb2, presence_pb2_grpc, user_pb2, user_pb2_grpc
@@ -76,6 +91,16 @@ FRIENDS_PAGE = 1000
 MAX_FRIEND_PAGES = 10
 # Largest batch per WatchPresence request (the service takes up to 10000).
 WATCH_BATCH = 5000
+# Rooms with more members than this do not make their members watch each other.
+MAX_ROOM_SIZE = 50
+_JOINED = (chat_pb.MEMBER_CHANGE_JOINED, chat_pb.MEMBER_CHANGE_ADDED)
+_LEFT = (chat_pb.MEMBER_CHANGE_LEFT, chat_pb.MEMBER_CHANGE_REMOVED)
+
+
+class RoomEvents(Protocol):
+    """Where MemberChanged events come from (the chat stream hub)."""
+
+    on_member_changed: Callable[[chat_pb.RoomEvent], None] | None
 
 
 def presence_frame(presence: presence_pb2.UserPresence) -> Frame:
@@ -100,8 +125,11 @@ class _Connection:
     access_token: str
     send: Send
     on_lost: OnLost | None
-    # Users whose presence this connection gets: friends + what the handler added.
+    # Users whose presence this connection gets: `explicit` (friends + what the
+    # handler added) and the members of the followed `rooms` (room id → ids).
     interests: set[str] = field(default_factory=set)
+    explicit: set[str] = field(default_factory=set)
+    rooms: dict[str, set[str]] = field(default_factory=dict)
     # What was last sent per user: (stream epoch, version, status). Within one
     # stream versions only go up; a new stream (service restart) starts afresh.
     sent: dict[str, tuple[int, int, int]] = field(default_factory=dict)
@@ -141,8 +169,13 @@ class PresenceHub:
         send_timeout: float = 2.0,
         reconnect_delay: float = 0.2,
         max_reconnect_delay: float = 5.0,
+        max_room_size: int = MAX_ROOM_SIZE,
     ) -> None:
         self._presence = presence
+        self._chat: chat_service_pb2_grpc.ChatServiceStub | None = None
+        self._max_room_size = max_room_size
+        # room id -> ids of the local connections following its members.
+        self._room_followers: dict[str, set[str]] = {}
         self._users = users
         self._timeout = timeout
         self.instance_id = instance_id or new_instance_id()
@@ -165,6 +198,12 @@ class PresenceHub:
 
     # --- lifecycle -------------------------------------------------------------
 
+    def follow_rooms(self, chat: chat_service_pb2_grpc.ChatServiceStub, events: RoomEvents) -> None:
+        """Watch room co-members too: list them through `chat`, and keep them
+        current from `events` (the chat hub's MemberChanged events)."""
+        self._chat = chat
+        events.on_member_changed = self.room_member_changed
+
     async def start(self) -> None:
         """Start the watch stream and the heartbeat loop (the app's lifespan)."""
         self._tasks = [
@@ -181,6 +220,7 @@ class PresenceHub:
         ids = list(self._connections)
         self._connections.clear()
         self._watchers.clear()
+        self._room_followers.clear()
         if ids:
             with contextlib.suppress(grpc.aio.AioRpcError):
                 await self._presence.CloseConnections(
@@ -223,9 +263,13 @@ class PresenceHub:
             await self._open_at_service(connection)
         except grpc.aio.AioRpcError as error:
             log.warning("presence open failed", grpc_code=error.code().name)
-        friends = await self._friend_ids(access_token)
+        friends, rooms = await asyncio.gather(
+            self._friend_ids(access_token), self._co_members(access_token)
+        )
         if connection.id in self._connections:
             self.add_interests(connection.id, [*friends, *interests])
+            for room_id, members in rooms:
+                self._follow_room(connection, room_id, members)
         return connection.id
 
     def touch(self, connection_id: str) -> None:
@@ -240,8 +284,13 @@ class PresenceHub:
         connection = self._connections.get(connection_id)
         if connection is None:
             return
+        ids = list(dict.fromkeys(user_ids))
+        connection.explicit.update(ids)
+        self._watch(connection, ids)
+
+    def _watch(self, connection: _Connection, user_ids: Iterable[str]) -> None:
         added: list[str] = []
-        for user_id in dict.fromkeys(user_ids):
+        for user_id in user_ids:
             if not user_id or user_id == connection.user_id or user_id in connection.interests:
                 continue
             connection.interests.add(user_id)
@@ -261,7 +310,98 @@ class PresenceHub:
         """Stop sending this connection the presence of `user_ids`."""
         connection = self._connections.get(connection_id)
         if connection is not None:
-            self._drop_interests(connection, set(user_ids) & connection.interests)
+            ids = set(user_ids)
+            connection.explicit -= ids
+            self._unwatch_unneeded(connection, ids)
+
+    def _unwatch_unneeded(self, connection: _Connection, user_ids: Iterable[str]) -> None:
+        """Stop watching those of `user_ids` no friendship or shared room explains."""
+        unneeded = {
+            user_id
+            for user_id in user_ids
+            if user_id in connection.interests
+            and user_id not in connection.explicit
+            and not any(user_id in members for members in connection.rooms.values())
+        }
+        self._drop_interests(connection, unneeded)
+
+    # --- room co-members ---------------------------------------------------------
+
+    def room_member_changed(self, event: chat_pb.RoomEvent) -> None:
+        """A MemberChanged event of a room some local connection is in. Called
+        on the chat stream's dispatch path: a failure here is logged, never
+        raised into room event delivery."""
+        try:
+            self._member_changed(event)
+        except Exception:
+            log.exception("following a room membership change for presence failed")
+
+    def _member_changed(self, event: chat_pb.RoomEvent) -> None:
+        change = event.member_changed
+        room_id, user_id = event.room_id, change.user_id
+        too_big = change.room.member_count > self._max_room_size
+        followers = [
+            connection
+            for cid in self._room_followers.get(room_id, ())
+            if (connection := self._connections.get(cid)) is not None
+        ]
+        if change.change in _JOINED:
+            for connection in followers:
+                if too_big:
+                    self._unfollow_room(connection, room_id)
+                elif connection.user_id != user_id:
+                    connection.rooms[room_id].add(user_id)
+                    self._watch(connection, [user_id])
+            if not too_big and self._chat is not None:
+                for connection in list(self._connections.values()):
+                    if connection.user_id == user_id and room_id not in connection.rooms:
+                        self._spawn(self._list_and_follow(connection, room_id))
+        elif change.change in _LEFT:
+            for connection in followers:
+                if connection.user_id == user_id:
+                    self._unfollow_room(connection, room_id)
+                else:
+                    connection.rooms[room_id].discard(user_id)
+                    self._unwatch_unneeded(connection, [user_id])
+
+    async def _list_and_follow(self, connection: _Connection, room_id: str) -> None:
+        """The connection's user joined `room_id`: watch its members."""
+        for listed, members in await self._co_members(connection.access_token, [room_id]):
+            if connection.id in self._connections:
+                self._follow_room(connection, listed, members)
+
+    def _follow_room(self, connection: _Connection, room_id: str, members: Iterable[str]) -> None:
+        ids = set(members) - {connection.user_id}
+        connection.rooms[room_id] = ids
+        self._room_followers.setdefault(room_id, set()).add(connection.id)
+        self._watch(connection, ids)
+
+    def _unfollow_room(self, connection: _Connection, room_id: str) -> None:
+        members = connection.rooms.pop(room_id, set())
+        followers = self._room_followers.get(room_id)
+        if followers is not None:
+            followers.discard(connection.id)
+            if not followers:
+                del self._room_followers[room_id]
+        self._unwatch_unneeded(connection, members)
+
+    async def _co_members(
+        self, access_token: str, room_ids: Iterable[str] = ()
+    ) -> list[tuple[str, list[str]]]:
+        if self._chat is None:
+            return []
+        try:
+            reply = await self._chat.ListCoMembers(
+                chat_api.ListCoMembersRequest(
+                    room_ids=list(room_ids), max_room_size=self._max_room_size
+                ),
+                timeout=self._timeout,
+                metadata=call_metadata(access_token=access_token),
+            )
+        except grpc.aio.AioRpcError as error:
+            log.warning("listing room co-members for presence failed", grpc_code=error.code().name)
+            return []
+        return [(room.room_id, list(room.user_ids)) for room in reply.rooms]
 
     async def close(self, connection_id: str) -> None:
         """The WebSocket closed: unregister it (the user goes offline with their
@@ -269,6 +409,8 @@ class PresenceHub:
         connection = self._connections.pop(connection_id, None)
         if connection is None:
             return
+        for room_id in list(connection.rooms):
+            self._unfollow_room(connection, room_id)
         self._drop_interests(connection, set(connection.interests))
         try:
             await self._presence.CloseConnections(
@@ -288,7 +430,8 @@ class PresenceHub:
         self._for_user(user_b, lambda cid: self.add_interests(cid, [user_a]))
 
     def blocked(self, user_a: str, user_b: str) -> None:
-        """One blocked the other: their local connections stop seeing each other."""
+        """One blocked the other: their local connections stop seeing each other
+        as friends (a room they share still shows presence)."""
         self._for_user(user_a, lambda cid: self.remove_interests(cid, [user_b]))
         self._for_user(user_b, lambda cid: self.remove_interests(cid, [user_a]))
 
@@ -356,7 +499,10 @@ class PresenceHub:
             )
 
     def _deliver_later(self, connection: _Connection, presence: presence_pb2.UserPresence) -> None:
-        task = asyncio.create_task(self._deliver([(connection, presence)]))
+        self._spawn(self._deliver([(connection, presence)]))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._tasks.append(task)
         task.add_done_callback(self._forget_task)
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from chatmesh.bff.auth import Authenticator
 from chatmesh.bff.body import read_json
 from chatmesh.bff.chat_models import (
+    MEMBER_ROLE_VALUES,
     VISIBILITY_VALUES,
     AddMemberRequest,
     ChatMessage,
@@ -22,7 +23,11 @@ from chatmesh.bff.chat_models import (
     HighlightSpan,
     MarkReadRequest,
     Member,
+    MemberList,
+    MemberRoleRequest,
     MessagePage,
+    PublicRoom,
+    PublicRoomList,
     ReactionRequest,
     ReadMarker,
     Room,
@@ -42,6 +47,8 @@ TAG = "chat"
 ERRORS = (401, 500, 503)
 MAX_CURSOR_LENGTH = 1024
 MAX_QUERY_LENGTH = 500
+# The longest room name: a longer prefix cannot match anything.
+MAX_ROOM_PREFIX_LENGTH = 80
 
 
 def _int_param(request: Request, name: str, *, low: int, high: int) -> int | None:
@@ -161,6 +168,58 @@ class ChatRoutes:
             metadata=metadata,
         )
         return Response(status_code=204)
+
+    async def list_public_rooms(self, request: Request) -> Response:
+        chat, metadata = await self._caller(request)
+        query = _text_param(request, "q", max_length=MAX_ROOM_PREFIX_LENGTH)
+        limit = _int_param(request, "limit", low=1, high=100) or 20
+        cursor = _text_param(request, "cursor", max_length=MAX_CURSOR_LENGTH)
+        reply = await chat.ListPublicRooms(
+            api.ListPublicRoomsRequest(query=query, page_size=limit, page_token=cursor),
+            timeout=self.timeout,
+            metadata=metadata,
+        )
+        return model_response(
+            PublicRoomList(
+                rooms=[
+                    PublicRoom(room=Room.from_proto(entry.room), is_member=entry.is_member)
+                    for entry in reply.rooms
+                ],
+                next_cursor=reply.next_page_token or None,
+            )
+        )
+
+    async def list_members(self, request: Request) -> Response:
+        chat, metadata = await self._caller(request)
+        limit = _int_param(request, "limit", low=1, high=500) or 100
+        cursor = _text_param(request, "cursor", max_length=MAX_CURSOR_LENGTH)
+        reply = await chat.ListMembers(
+            api.ListMembersRequest(
+                room_id=request.path_params["room_id"], page_size=limit, page_token=cursor
+            ),
+            timeout=self.timeout,
+            metadata=metadata,
+        )
+        return model_response(
+            MemberList(
+                members=[Member.from_proto(m) for m in reply.members],
+                next_cursor=reply.next_page_token or None,
+            )
+        )
+
+    async def update_member_role(self, request: Request) -> Response:
+        chat, metadata = await self._caller(request)
+        body = await read_json(request, MemberRoleRequest)
+        reply = await chat.UpdateMemberRole(
+            api.UpdateMemberRoleRequest(
+                room_id=request.path_params["room_id"],
+                user_id=request.path_params["user_id"],
+                role=MEMBER_ROLE_VALUES[body.role],
+            ),
+            timeout=self.timeout,
+            metadata=metadata,
+        )
+        return model_response(Member.from_proto(reply.member))
 
     async def direct_room(self, request: Request) -> Response:
         chat, metadata = await self._caller(request)
@@ -326,6 +385,22 @@ class ChatRoutes:
                     response=Room,
                 ),
             ),
+            # Before `room`: a route matches in order, and `public` is not a room id.
+            ApiRoute(
+                "/api/v1/rooms/public",
+                self.list_public_rooms,
+                method="GET",
+                operation=op(
+                    "The public room directory: public rooms by name, to browse and join",
+                    response=PublicRoomList,
+                    errors=(*ERRORS, 422),
+                    description=(
+                        "Query: `q` (a name prefix, ignoring case; at most 80 characters), "
+                        "`limit` (1-100, default 20), `cursor` (next_cursor, with the same "
+                        "`q`). Each room says whether you are a member (`is_member`)."
+                    ),
+                ),
+            ),
             ApiRoute(
                 room,
                 self.get_room,
@@ -353,6 +428,28 @@ class ChatRoutes:
                     request=AddMemberRequest,
                     response=Member,
                     errors=(*with_404, 409),
+                ),
+            ),
+            ApiRoute(
+                room + "/members",
+                self.list_members,
+                method="GET",
+                operation=op(
+                    "The members (members only): roles and read markers, in join order",
+                    response=MemberList,
+                    errors=(*with_404, 422),
+                    description="Query: `limit` (1-500, default 100), `cursor` (next_cursor).",
+                ),
+            ),
+            ApiRoute(
+                room + "/members/{user_id}",
+                self.update_member_role,
+                method="PATCH",
+                operation=op(
+                    "Make a member an admin or a plain member (owner only)",
+                    request=MemberRoleRequest,
+                    response=Member,
+                    errors=(*with_404, 409, 422),
                 ),
             ),
             ApiRoute(

@@ -500,6 +500,86 @@ class GetOrCreateDirectRoomResponse(_message.Message):
 Global___GetOrCreateDirectRoomResponse: _TypeAlias = GetOrCreateDirectRoomResponse  # noqa: Y015
 
 @_typing.final
+class ListPublicRoomsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """A prefix of the room name, matched ignoring case (ASCII case only on
+    SQLite); empty lists every public room. At most 80 characters.
+    """
+    page_size: _builtins.int
+    """At most 100; 20 when 0."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPublicRoomsRequest: _TypeAlias = ListPublicRoomsRequest  # noqa: Y015
+
+@_typing.final
+class ListPublicRoomsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOMS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def rooms(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublicRoom]: ...
+    def __init__(
+        self,
+        *,
+        rooms: _abc.Iterable[Global___PublicRoom] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "rooms", b"rooms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPublicRoomsResponse: _TypeAlias = ListPublicRoomsResponse  # noqa: Y015
+
+@_typing.final
+class PublicRoom(_message.Message):
+    """One entry of the public room directory."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_FIELD_NUMBER: _builtins.int
+    IS_MEMBER_FIELD_NUMBER: _builtins.int
+    is_member: _builtins.bool
+    """Whether the caller is a member already (else JoinRoom joins it)."""
+    @_builtins.property
+    def room(self) -> _resources_pb2.Room:
+        """The room as every member sees it (no `membership`, no `last_message`)."""
+
+    def __init__(
+        self,
+        *,
+        room: _resources_pb2.Room | None = ...,
+        is_member: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["room", b"room"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_member", b"is_member", "room", b"room"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublicRoom: _TypeAlias = PublicRoom  # noqa: Y015
+
+@_typing.final
 class SendMessageRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1359,3 +1439,80 @@ class StreamRoomEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 
 Global___StreamRoomEventsResponse: _TypeAlias = StreamRoomEventsResponse  # noqa: Y015
+
+@_typing.final
+class ListCoMembersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_IDS_FIELD_NUMBER: _builtins.int
+    MAX_ROOM_SIZE_FIELD_NUMBER: _builtins.int
+    max_room_size: _builtins.int
+    """Rooms with more members than this are left out. At most 100; 50 when 0."""
+    @_builtins.property
+    def room_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these rooms of the caller (rooms the caller is not in are skipped);
+        empty means all of them. At most 100 ids.
+        """
+
+    def __init__(
+        self,
+        *,
+        room_ids: _abc.Iterable[_builtins.str] | None = ...,
+        max_room_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_room_size", b"max_room_size", "room_ids", b"room_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCoMembersRequest: _TypeAlias = ListCoMembersRequest  # noqa: Y015
+
+@_typing.final
+class ListCoMembersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOMS_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    truncated: _builtins.bool
+    """True when some small rooms were left out because the id budget ran out."""
+    @_builtins.property
+    def rooms(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoomCoMembers]: ...
+    def __init__(
+        self,
+        *,
+        rooms: _abc.Iterable[Global___RoomCoMembers] | None = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rooms", b"rooms", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCoMembersResponse: _TypeAlias = ListCoMembersResponse  # noqa: Y015
+
+@_typing.final
+class RoomCoMembers(_message.Message):
+    """The members of one room other than the caller."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        user_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["room_id", b"room_id", "user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoomCoMembers: _TypeAlias = RoomCoMembers  # noqa: Y015

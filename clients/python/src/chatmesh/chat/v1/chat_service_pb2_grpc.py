@@ -100,6 +100,11 @@ class ChatServiceStub:
                 request_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.GetOrCreateDirectRoomRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.GetOrCreateDirectRoomResponse.FromString,
                 _registered_method=True)
+        self.ListPublicRooms = channel.unary_unary(
+                '/chatmesh.chat.v1.ChatService/ListPublicRooms',
+                request_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListPublicRoomsRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListPublicRoomsResponse.FromString,
+                _registered_method=True)
         self.SendMessage = channel.unary_unary(
                 '/chatmesh.chat.v1.ChatService/SendMessage',
                 request_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.SendMessageRequest.SerializeToString,
@@ -149,6 +154,11 @@ class ChatServiceStub:
                 '/chatmesh.chat.v1.ChatService/ListRoomEvents',
                 request_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListRoomEventsRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListRoomEventsResponse.FromString,
+                _registered_method=True)
+        self.ListCoMembers = channel.unary_unary(
+                '/chatmesh.chat.v1.ChatService/ListCoMembers',
+                request_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListCoMembersRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListCoMembersResponse.FromString,
                 _registered_method=True)
         self.StreamRoomEvents = channel.stream_stream(
                 '/chatmesh.chat.v1.ChatService/StreamRoomEvents',
@@ -254,6 +264,15 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPublicRooms(self, request, context):
+        """The public room directory: public group rooms by name (case-insensitive,
+        then id), optionally only those whose name starts with `query`, each with
+        its member count and whether the caller is a member.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SendMessage(self, request, context):
         """Sends a message. Idempotent on (caller, client_msg_id): a retry returns the
         original message with `created` false, also when the calls race.
@@ -323,6 +342,18 @@ class ChatServiceServicer:
     def ListRoomEvents(self, request, context):
         """A room's event log after a seq, in seq order: the replay a reconnecting
         client needs (members only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCoMembers(self, request, context):
+        """The other members of the caller's small rooms, per room, so the BFF can
+        stream their presence (friends and room co-members) without a call per
+        room. Rooms with more than `max_room_size` members are left out: a large
+        public room must not make everyone watch everyone. Most recently active
+        rooms first, at most 5000 member ids in all (`truncated` says when rooms
+        were left out for that).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -410,6 +441,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     request_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.GetOrCreateDirectRoomRequest.FromString,
                     response_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.GetOrCreateDirectRoomResponse.SerializeToString,
             ),
+            'ListPublicRooms': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPublicRooms,
+                    request_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListPublicRoomsRequest.FromString,
+                    response_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListPublicRoomsResponse.SerializeToString,
+            ),
             'SendMessage': grpc.unary_unary_rpc_method_handler(
                     servicer.SendMessage,
                     request_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.SendMessageRequest.FromString,
@@ -459,6 +495,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.ListRoomEvents,
                     request_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListRoomEventsRequest.FromString,
                     response_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListRoomEventsResponse.SerializeToString,
+            ),
+            'ListCoMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCoMembers,
+                    request_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListCoMembersRequest.FromString,
+                    response_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListCoMembersResponse.SerializeToString,
             ),
             'StreamRoomEvents': grpc.stream_stream_rpc_method_handler(
                     servicer.StreamRoomEvents,
@@ -785,6 +826,33 @@ class ChatService:
             _registered_method=True)
 
     @staticmethod
+    def ListPublicRooms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.chat.v1.ChatService/ListPublicRooms',
+            chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListPublicRoomsRequest.SerializeToString,
+            chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListPublicRoomsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def SendMessage(request,
             target,
             options=(),
@@ -1044,6 +1112,33 @@ class ChatService:
             '/chatmesh.chat.v1.ChatService/ListRoomEvents',
             chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListRoomEventsRequest.SerializeToString,
             chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListRoomEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCoMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.chat.v1.ChatService/ListCoMembers',
+            chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListCoMembersRequest.SerializeToString,
+            chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListCoMembersResponse.FromString,
             options,
             channel_credentials,
             insecure,

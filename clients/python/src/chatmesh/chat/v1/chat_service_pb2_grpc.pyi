@@ -60,6 +60,11 @@ class ChatServiceStub:
     group DM for several), created on first use. Concurrent calls for the same
     set of users return the same room.
     """
+    ListPublicRooms: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ListPublicRoomsRequest, _chat_service_pb2.ListPublicRoomsResponse]
+    """The public room directory: public group rooms by name (case-insensitive,
+    then id), optionally only those whose name starts with `query`, each with
+    its member count and whether the caller is a member.
+    """
     SendMessage: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.SendMessageRequest, _chat_service_pb2.SendMessageResponse]
     """Sends a message. Idempotent on (caller, client_msg_id): a retry returns the
     original message with `created` false, also when the calls race.
@@ -88,6 +93,14 @@ class ChatServiceStub:
     ListRoomEvents: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ListRoomEventsRequest, _chat_service_pb2.ListRoomEventsResponse]
     """A room's event log after a seq, in seq order: the replay a reconnecting
     client needs (members only).
+    """
+    ListCoMembers: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ListCoMembersRequest, _chat_service_pb2.ListCoMembersResponse]
+    """The other members of the caller's small rooms, per room, so the BFF can
+    stream their presence (friends and room co-members) without a call per
+    room. Rooms with more than `max_room_size` members are left out: a large
+    public room must not make everyone watch everyone. Most recently active
+    rooms first, at most 5000 member ids in all (`truncated` says when rooms
+    were left out for that).
     """
     StreamRoomEvents: _aio.StreamStreamMultiCallable[_chat_service_pb2.StreamRoomEventsRequest, _chat_service_pb2.StreamRoomEventsResponse]
     """The live room events for a whole BFF process, multiplexed on one stream.
@@ -224,6 +237,17 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def ListPublicRooms(
+        self,
+        request: _chat_service_pb2.ListPublicRoomsRequest,
+        context: _aio.ServicerContext[_chat_service_pb2.ListPublicRoomsRequest, _abc.Awaitable[_chat_service_pb2.ListPublicRoomsResponse]],
+    ) -> _abc.Awaitable[_chat_service_pb2.ListPublicRoomsResponse]:
+        """The public room directory: public group rooms by name (case-insensitive,
+        then id), optionally only those whose name starts with `query`, each with
+        its member count and whether the caller is a member.
+        """
+
+    @_abc_1.abstractmethod
     def SendMessage(
         self,
         request: _chat_service_pb2.SendMessageRequest,
@@ -310,6 +334,20 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _abc.Awaitable[_chat_service_pb2.ListRoomEventsResponse]:
         """A room's event log after a seq, in seq order: the replay a reconnecting
         client needs (members only).
+        """
+
+    @_abc_1.abstractmethod
+    def ListCoMembers(
+        self,
+        request: _chat_service_pb2.ListCoMembersRequest,
+        context: _aio.ServicerContext[_chat_service_pb2.ListCoMembersRequest, _abc.Awaitable[_chat_service_pb2.ListCoMembersResponse]],
+    ) -> _abc.Awaitable[_chat_service_pb2.ListCoMembersResponse]:
+        """The other members of the caller's small rooms, per room, so the BFF can
+        stream their presence (friends and room co-members) without a call per
+        room. Rooms with more than `max_room_size` members are left out: a large
+        public room must not make everyone watch everyone. Most recently active
+        rooms first, at most 5000 member ids in all (`truncated` says when rooms
+        were left out for that).
         """
 
     @_abc_1.abstractmethod

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$chatmesh/events/v1/chat_events.proto\x12\x12\x63hatmesh.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x0eMessageCreated\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x11\n\tsender_id\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12\x10\n\x08reply_to\x18\x06 \x01(\t\x12\x18\n\x10mention_user_ids\x18\x07 \x03(\t\x12\x0e\n\x06\x64irect\x18\x08 \x01(\x08\x12\x11\n\troom_name\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb8\x01\n\x0eMentionCreated\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x11\n\tsender_id\x18\x03 \x01(\t\x12\x19\n\x11mentioned_user_id\x18\x04 \x01(\t\x12\x0f\n\x07\x65xcerpt\x18\x05 \x01(\t\x12\x11\n\troom_name\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$chatmesh/events/v1/chat_events.proto\x12\x12\x63hatmesh.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x0eMessageCreated\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x11\n\tsender_id\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12\x10\n\x08reply_to\x18\x06 \x01(\t\x12\x18\n\x10mention_user_ids\x18\x07 \x03(\t\x12\x0e\n\x06\x64irect\x18\x08 \x01(\x08\x12\x11\n\troom_name\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb8\x01\n\x0eMentionCreated\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x11\n\tsender_id\x18\x03 \x01(\t\x12\x19\n\x11mentioned_user_id\x18\x04 \x01(\t\x12\x0f\n\x07\x65xcerpt\x18\x05 \x01(\t\x12\x11\n\troom_name\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x08RoomRead\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12-\n\tread_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xaa\x01\n\x15RoomMembershipChanged\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06member\x18\x03 \x01(\x08\x12\x0e\n\x06\x64irect\x18\x04 \x01(\x08\x12\x11\n\troom_name\x18\x05 \x01(\t\x12\x0b\n\x03seq\x18\x06 \x01(\x03\x12/\n\x0b\x63hange_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,4 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGECREATED']._serialized_end=321
   _globals['_MENTIONCREATED']._serialized_start=324
   _globals['_MENTIONCREATED']._serialized_end=508
+  _globals['_ROOMREAD']._serialized_start=510
+  _globals['_ROOMREAD']._serialized_end=614
+  _globals['_ROOMMEMBERSHIPCHANGED']._serialized_start=617
+  _globals['_ROOMMEMBERSHIPCHANGED']._serialized_end=787
 # @@protoc_insertion_point(module_scope)

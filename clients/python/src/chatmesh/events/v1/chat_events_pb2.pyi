@@ -118,3 +118,84 @@ class MentionCreated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MentionCreated: _TypeAlias = MentionCreated  # noqa: Y015
+
+@_typing.final
+class RoomRead(_message.Message):
+    """A member's read marker moved forward (stream `events.chat`), from MarkRead.
+    Emitted only when the marker moved; `seq` is the seq of the latest message
+    read. Notifications use it to drop what the user has already seen.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    READ_TIME_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    user_id: _builtins.str
+    seq: _builtins.int
+    @_builtins.property
+    def read_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        read_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_time", b"read_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_time", b"read_time", "room_id", b"room_id", "seq", b"seq", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoomRead: _TypeAlias = RoomRead  # noqa: Y015
+
+@_typing.final
+class RoomMembershipChanged(_message.Message):
+    """A user became or stopped being a member of a room (stream `events.chat`):
+    joined, was added (also the members of a new DM), left or was removed.
+    Role changes are not announced. `seq` is the room event that made the change,
+    so a consumer keeps the latest of several changes delivered out of order.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
+    DIRECT_FIELD_NUMBER: _builtins.int
+    ROOM_NAME_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    user_id: _builtins.str
+    member: _builtins.bool
+    """True after joining / being added, false after leaving / removal."""
+    direct: _builtins.bool
+    """True for direct rooms (DMs and group DMs)."""
+    room_name: _builtins.str
+    """The room's name (empty for direct rooms)."""
+    seq: _builtins.int
+    @_builtins.property
+    def change_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        member: _builtins.bool = ...,
+        direct: _builtins.bool = ...,
+        room_name: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        change_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "direct", b"direct", "member", b"member", "room_id", b"room_id", "room_name", b"room_name", "seq", b"seq", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoomMembershipChanged: _TypeAlias = RoomMembershipChanged  # noqa: Y015

@@ -18,21 +18,25 @@ from chatmesh.common.db import Database, upgrade
 from chatmesh.common.errors import Unavailable
 from chatmesh.common.grpc.client import create_channel
 from chatmesh.common.grpc.server import GrpcService, start_grpc_server
+from chatmesh.common.logging import get_logger
 from chatmesh.common.metrics import start_metrics_server
 from chatmesh.common.outbox import OutboxRelay
 from chatmesh.common.pubsub import InProcessPubSub, PubSub, RedisPubSub
 from chatmesh.common.ratelimit import RateLimiter
 from chatmesh.common.service import ServiceRuntime
 from chatmesh.common.tokens import GrpcJwksSource, TokenVerifier
-from chatmesh.services.chat.blocks import BlockChecker
+from chatmesh.services.chat.blocks import AllowAll, BlockChecker, UserServiceBlocks
 from chatmesh.services.chat.directory import UserDirectory
 from chatmesh.services.chat.eventlog import RoomEventRelay
 from chatmesh.services.chat.fanout import Hub, make_session_factory
+from chatmesh.services.chat.public_rooms import PublicRoomDirectory
 from chatmesh.services.chat.service import ChatService
 from chatmesh.services.chat.servicer import PUBLIC_METHODS, SERVICE_NAME, ChatServicer
 from chatmesh.services.chat.settings import DB_SCHEMA, ChatSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+log = get_logger("chatmesh.chat.app")
 
 
 class ChatServer(ServiceRuntime):
@@ -62,6 +66,16 @@ def _consumer_name(settings: ChatSettings) -> str:
     return settings.consumer_name or f"chat-{socket.gethostname()}-{os.getpid()}"
 
 
+def _block_checker(settings: ChatSettings, runtime: ChatServer) -> BlockChecker:
+    """The user service's blocks when it is configured, else nobody is blocked."""
+    if not settings.user_address:
+        log.warning("CHATMESH_USER_ADDRESS is not set: blocks are not enforced in DMs")
+        return AllowAll()
+    channel = create_channel(settings.user_address)
+    runtime.on_close(channel.close)
+    return UserServiceBlocks(channel, timeout=settings.user_timeout_seconds)
+
+
 async def migrate(settings: ChatSettings) -> None:
     """Apply the chat schema's migrations (`python -m chatmesh.services.chat migrate`)."""
     url = settings.resolved_database_url()
@@ -78,7 +92,7 @@ async def serve(
 ) -> ChatServer:
     """Start the service as configured. `bus` / `pubsub` / `limiter` override the
     ones the settings would create (embedded mode shares one bus between
-    services); `block_checker` defaults to allowing everyone."""
+    services); `block_checker` overrides the one `user_address` selects."""
     await migrate(settings)
     runtime = ChatServer(settings)
     async with runtime.starting():
@@ -111,6 +125,8 @@ async def serve(
         runtime.spawn(outbox_relay.run)
         runtime.spawn(lambda stop: directory.consume(bus, consumer, stop))
 
+        if block_checker is None:
+            block_checker = _block_checker(settings, runtime)
         service = ChatService(db=db, blocks=block_checker, on_commit=room_relay.wake)
         runtime.on_close(service.drain)  # closers run in reverse: before db.close
         sessions = make_session_factory(
@@ -121,7 +137,7 @@ async def serve(
             typing_interval=settings.typing_interval_seconds,
             max_pending=settings.stream_max_pending,
         )
-        servicer = ChatServicer(service, sessions)
+        servicer = ChatServicer(service, sessions, PublicRoomDirectory(db))
 
         def register(server: grpc.aio.Server) -> None:
             chat_service_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server)

@@ -8,6 +8,14 @@ cannot race with the changes they guard, and the room's events get consecutive
 seqs in commit order. Sends go through `sending.MessageSender`, which commits
 the sends waiting for one room together. Service events (`MessageCreated`,
 `MentionCreated`) go into the outbox in the same transaction.
+
+Blocks (asked of the user service through `blocks.BlockChecker`; a block in
+either direction counts, and a failed check refuses with UNAVAILABLE):
+- 1:1 DM: neither side can open it (get-or-create) nor post in it.
+- Group DM: it cannot be *created* with someone the caller has a block with
+  (that would route around the block). An existing group DM stays usable by
+  all its members: a block between two of them must not silence the group, and
+  the caller only learns about their own blocks. Group rooms are not checked.
 """
 
 from __future__ import annotations
@@ -36,7 +44,16 @@ from chatmesh.common.errors import (
 )
 from chatmesh.common.outbox import add_event
 from chatmesh.events.v1 import chat_events_pb2 as ev
-from chatmesh.services.chat import errors, eventlog, models, paging, search, validation, views
+from chatmesh.services.chat import (
+    comembers,
+    errors,
+    eventlog,
+    models,
+    paging,
+    search,
+    validation,
+    views,
+)
 from chatmesh.services.chat.blocks import AllowAll, BlockChecker
 from chatmesh.services.chat.mentions import mentioned_usernames
 from chatmesh.services.chat.sending import MessageSender, SendRequest
@@ -276,6 +293,21 @@ class ChatService:
         # The snapshot is taken after the seq bump, so room.last_seq is this event.
         event.member_changed.room.CopyFrom(await self._snapshot(session, room))
         await eventlog.record(session, event, now=now)
+        if change != pb.MEMBER_CHANGE_ROLE_CHANGED:
+            # For notifications: who is in which room (DM recipients, digests).
+            add_event(
+                session,
+                SOURCE,
+                ev.RoomMembershipChanged(
+                    room_id=room.id,
+                    user_id=user_id,
+                    member=change in (pb.MEMBER_CHANGE_JOINED, pb.MEMBER_CHANGE_ADDED),
+                    direct=room.type == models.ROOM_DIRECT,
+                    room_name=room.name,
+                    seq=seq,
+                    change_time=views.timestamp(now),
+                ),
+            )
         return seq
 
     # --- rooms ------------------------------------------------------------------------
@@ -627,6 +659,14 @@ class ChatService:
             next_token = paging.encode_token("members", r=room_id, s=last.join_seq, u=last.user_id)
         return [views.member(row, username=name or "") for row, name in rows], next_token
 
+    async def list_co_members(
+        self, user_id: str, *, room_ids: Sequence[str], max_room_size: int
+    ) -> tuple[list[tuple[str, list[str]]], bool]:
+        """The other members of the caller's small rooms (see `comembers`)."""
+        return await comembers.list_co_members(
+            self._db, user_id, room_ids=room_ids, max_room_size=max_room_size
+        )
+
     async def get_or_create_direct_room(
         self, user_id: str, user_ids: Sequence[str]
     ) -> tuple[pb.Room, bool]:
@@ -642,7 +682,9 @@ class ChatService:
             existing = (
                 await session.exec(select(models.Room).where(col(models.Room.direct_key) == key))
             ).first()
-            if existing is not None:
+            existing_id = existing.id if existing is not None else None
+            if existing is not None and len(others) > 1:
+                # An existing group DM stays open to its members (module docstring).
                 member = await self._member(session, existing.id, user_id)
                 return await self._view(session, user_id, existing, member), False
             known = set(
@@ -653,13 +695,15 @@ class ChatService:
                 ).all()
             )
         unknown = [other for other in others if other not in known]
-        if unknown:
+        if unknown and existing_id is None:
             raise NotFound("user not found", code="user_not_found", details={"user_id": unknown[0]})
-        for other in others:
-            if await self._blocks.is_blocked(blocker_id=other, blocked_id=user_id):
-                raise PermissionDenied(
-                    "you cannot start a conversation with this user", code="blocked"
-                )
+        await self._refuse_blocked(user_id, others)
+        if existing_id is not None:
+            async with self._db.transaction() as session:
+                room = await session.get(models.Room, existing_id)
+                if room is not None:
+                    member = await self._member(session, room.id, user_id)
+                    return await self._view(session, user_id, room, member), False
 
         async def operation(session: AsyncSession) -> tuple[pb.Room, bool]:
             existing = (
@@ -738,16 +782,24 @@ class ChatService:
             self._pairs.popitem(last=False)
         return pair
 
+    async def _refuse_blocked(self, user_id: str, others: Sequence[str]) -> None:
+        """PERMISSION_DENIED when `user_id` and any of `others` blocked the other
+        (either direction); UNAVAILABLE when the user service cannot tell."""
+        blocked = await self._blocks.blocked_among(user_id, others)
+        if blocked:
+            raise PermissionDenied(
+                "you cannot message this user: one of you has blocked the other",
+                code="blocked",
+                details={"user_id": sorted(blocked)[0]},
+            )
+
     async def _check_direct_block(self, user_id: str, room_id: str) -> None:
-        """A 1:1 DM: the other side must not have blocked the sender."""
+        """A 1:1 DM: no block between the sender and the other member. Group
+        DMs and rooms are not checked (module docstring)."""
         pair = await self._direct_pair(room_id)
         if user_id not in pair:
             return  # not a DM, or not the sender's (the send reports that)
-        for other in pair:
-            if other != user_id and await self._blocks.is_blocked(
-                blocker_id=other, blocked_id=user_id
-            ):
-                raise PermissionDenied("you cannot message this user", code="blocked")
+        await self._refuse_blocked(user_id, [other for other in pair if other != user_id])
 
     @staticmethod
     async def _resolve_mentions(
@@ -1024,6 +1076,17 @@ class ChatService:
                 if moved.rowcount == 0 and not await self._still_member(session, room_id, user_id):
                     raise errors.not_a_member()
                 await eventlog.record(session, receipt, now=now)
+                # For notifications (the mail service drops what was read).
+                add_event(
+                    session,
+                    SOURCE,
+                    ev.RoomRead(
+                        room_id=room_id,
+                        user_id=user_id,
+                        seq=target,
+                        read_time=views.timestamp(now),
+                    ),
+                )
                 last_read = max(last_read, target)
             unread = await self._unread_counts(session, user_id, [room_id])
             return last_read, unread.get(room_id, 0)

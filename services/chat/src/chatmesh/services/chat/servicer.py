@@ -17,6 +17,7 @@ from chatmesh.chat.v1 import chat_service_pb2 as api
 from chatmesh.chat.v1 import chat_service_pb2_grpc
 from chatmesh.common.grpc.context import current_claims
 from chatmesh.services.chat.fanout import StreamSession
+from chatmesh.services.chat.public_rooms import PublicRoomDirectory
 from chatmesh.services.chat.service import ChatService
 
 SERVICE_NAME = api.DESCRIPTOR.services_by_name["ChatService"].full_name
@@ -39,9 +40,15 @@ def _caller() -> str:
 
 
 class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
-    def __init__(self, service: ChatService, sessions: Callable[[], StreamSession]) -> None:
+    def __init__(
+        self,
+        service: ChatService,
+        sessions: Callable[[], StreamSession],
+        public_rooms: PublicRoomDirectory,
+    ) -> None:
         self._service = service
         self._sessions = sessions
+        self._public_rooms = public_rooms
 
     # --- rooms ------------------------------------------------------------------------
 
@@ -143,6 +150,32 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             _caller(), list(request.user_ids)
         )
         return api.GetOrCreateDirectRoomResponse(room=room, created=created)
+
+    async def ListPublicRooms(
+        self,
+        request: api.ListPublicRoomsRequest,
+        context: Context[api.ListPublicRoomsRequest, api.ListPublicRoomsResponse],
+    ) -> api.ListPublicRoomsResponse:
+        rooms, token = await self._public_rooms.list(
+            _caller(),
+            query=request.query,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return api.ListPublicRoomsResponse(rooms=rooms, next_page_token=token)
+
+    async def ListCoMembers(
+        self,
+        request: api.ListCoMembersRequest,
+        context: Context[api.ListCoMembersRequest, api.ListCoMembersResponse],
+    ) -> api.ListCoMembersResponse:
+        rooms, truncated = await self._service.list_co_members(
+            _caller(), room_ids=list(request.room_ids), max_room_size=request.max_room_size
+        )
+        return api.ListCoMembersResponse(
+            rooms=[api.RoomCoMembers(room_id=r, user_ids=ids) for r, ids in rooms],
+            truncated=truncated,
+        )
 
     # --- messages ---------------------------------------------------------------------
 

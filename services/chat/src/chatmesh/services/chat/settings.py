@@ -30,3 +30,8 @@ class ChatSettings(ServiceSettings):
     outbox_poll_seconds: float = Field(default=0.2, gt=0, le=60)
     # Consumer name in the `chat` group of `events.auth` (unique per replica).
     consumer_name: str = Field(default="", max_length=100)
+    # The user service, asked whether users blocked each other before a DM is
+    # opened or written to. Empty: no blocks are enforced (logged at start-up).
+    user_address: str = Field(default="", max_length=300)
+    # How long one block check may take before the DM is refused as unavailable.
+    user_timeout_seconds: float = Field(default=2.0, gt=0, le=30)

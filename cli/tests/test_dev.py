@@ -19,10 +19,13 @@ START_TIMEOUT = 60.0
 
 
 class DevProcess:
-    def __init__(self, proc: subprocess.Popen[str], base_url: str, log: Path) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[str], base_url: str, log: Path, mail_http_port: int
+    ) -> None:
         self.proc = proc
         self.base_url = base_url
         self.log = log
+        self.mail_http_port = mail_http_port
 
     def output(self) -> str:
         return self.log.read_text()
@@ -45,7 +48,7 @@ def wait_ready(dev: DevProcess) -> httpx.Response:
 
 @pytest.fixture
 def dev(tmp_path: Path) -> Iterator[DevProcess]:
-    http_port, auth_port = free_port(), free_port()
+    http_port, auth_port, mail_http_port = free_port(), free_port(), free_port()
     log = tmp_path / "dev.log"
     env = {
         **os.environ,
@@ -53,6 +56,8 @@ def dev(tmp_path: Path) -> Iterator[DevProcess]:
         "CHATMESH_DEV_AUTH_PORT": str(auth_port),
         "CHATMESH_DEV_USER_PORT": str(free_port()),
         "CHATMESH_DEV_CHAT_PORT": str(free_port()),
+        "CHATMESH_DEV_MAIL_PORT": str(free_port()),
+        "CHATMESH_DEV_MAIL_HTTP_PORT": str(mail_http_port),
         "CHATMESH_DEV_DATA_DIR": str(tmp_path / "data"),
         "CHATMESH_DEV_WEB_DIR": str(tmp_path / "no-web-build"),
     }
@@ -64,7 +69,7 @@ def dev(tmp_path: Path) -> Iterator[DevProcess]:
             stderr=subprocess.STDOUT,
             text=True,
         )
-    dev = DevProcess(proc, f"http://127.0.0.1:{http_port}", log)
+    dev = DevProcess(proc, f"http://127.0.0.1:{http_port}", log, mail_http_port)
     try:
         yield dev
     finally:
@@ -88,7 +93,9 @@ def test_dev_serves_ready_and_stops_cleanly(dev: DevProcess, sig: signal.Signals
         httpx.get(f"{dev.base_url}/healthz", timeout=2)
 
 
-def test_dev_prints_the_verification_link_and_it_verifies(dev: DevProcess) -> None:
+def test_dev_mails_the_verification_link_and_it_verifies(dev: DevProcess) -> None:
+    """Registration → auth's event → the real mail service (dev mailbox): the link is
+    printed to the console and listed at /api/v1/dev/mail, and it verifies."""
     wait_ready(dev)
     # A browser sends its Origin on writes; the BFF refuses cookie writes without one.
     with httpx.Client(
@@ -104,18 +111,30 @@ def test_dev_prints_the_verification_link_and_it_verifies(dev: DevProcess) -> No
             },
         )
         assert created.status_code == 201, created.text
-        token = ""
-        deadline = time.monotonic() + 10
-        while not token and time.monotonic() < deadline:
+        printed = ""
+        deadline = time.monotonic() + 15
+        while not printed and time.monotonic() < deadline:
             for line in dev.output().splitlines():
-                if "ada@example.com" in line and "/verify-email?token=" in line:
-                    token = line.split("token=", 1)[1].split()[0]
+                if line.startswith("[dev mail] to ada@example.com: Verify your email address: "):
+                    printed = line.rsplit(": ", 1)[1]
             time.sleep(0.1)
-        assert token, dev.output()
+        assert printed.startswith(f"{dev.base_url}/verify-email?token="), dev.output()
+
+        mailbox = client.get("/api/v1/dev/mail")
+        assert mailbox.status_code == 200, mailbox.text
+        [message] = mailbox.json()["messages"]
+        assert message["to"] == "ada@example.com"
+        assert message["subject"] == "Verify your email address"
+        assert printed in message["text"]
+
+        token = printed.split("token=", 1)[1]
         verified = client.post("/api/v1/auth/verify-email", json={"token": token})
         assert verified.status_code == 200, verified.text
         me = client.get("/api/v1/me")
         assert me.status_code == 200
         assert me.json()["email_verified"] is True
     dev.proc.send_signal(signal.SIGINT)
-    assert dev.proc.wait(timeout=20) == 0
+    assert dev.proc.wait(timeout=20) == 0, dev.output()
+    # The mail service stopped with the rest: its REST port is closed.
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{dev.mail_http_port}/healthz", timeout=2)

@@ -31,7 +31,7 @@ from chatmesh.common.bus import EventBus, InProcessEventBus, stream_name
 from chatmesh.common.db import Database
 from chatmesh.common.pubsub import InProcessPubSub, PubSub, RedisPubSub
 from chatmesh.common.redis import create_redis
-from chatmesh.common.testkit import EventLog, failure
+from chatmesh.common.testkit import EventLog, User, failure
 from chatmesh.services.auth.app import AuthServer
 from chatmesh.services.auth.app import serve as serve_auth
 from chatmesh.services.auth.settings import AuthSettings
@@ -45,17 +45,6 @@ M = TypeVar("M", bound=Message)
 
 PASSWORD = "correct horse battery"
 _serial = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class User:
-    id: str
-    username: str
-    token: str
-
-    @property
-    def md(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.token}"),)
 
 
 @dataclass

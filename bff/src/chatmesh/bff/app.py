@@ -17,6 +17,7 @@ from chatmesh.bff.cookies import CookiePolicy
 from chatmesh.bff.errors import exception_handlers
 from chatmesh.bff.middleware.body_limit import BodyLimitMiddleware
 from chatmesh.bff.middleware.catch_all import CatchAllMiddleware
+from chatmesh.bff.middleware.compression import CompressionMiddleware
 from chatmesh.bff.middleware.observe import ObserveMiddleware
 from chatmesh.bff.middleware.origin import OriginCheckMiddleware
 from chatmesh.bff.middleware.rate_limit import RateLimitMiddleware
@@ -25,6 +26,7 @@ from chatmesh.bff.presence import PresenceHub
 from chatmesh.bff.profiles import ProfileDirectory
 from chatmesh.bff.routes.auth import AuthRoutes
 from chatmesh.bff.routes.chat import ChatRoutes
+from chatmesh.bff.routes.mail import MailRoutes
 from chatmesh.bff.routes.me import MeRoutes
 from chatmesh.bff.routes.people import PeopleRoutes
 from chatmesh.bff.routes.system import SystemRoutes
@@ -59,12 +61,18 @@ def _routes(settings: BffSettings) -> list[BaseRoute]:
     people = PeopleRoutes(authenticator=authenticator, timeout=settings.backend_timeout)
     chat = ChatRoutes(authenticator=authenticator, timeout=settings.backend_timeout)
     system = SystemRoutes(public_url=settings.public_url)
+    mail = MailRoutes(
+        mail_http_url=settings.mail_http_url,
+        dev_mailbox=settings.dev_mailbox,
+        timeout=settings.backend_timeout,
+    )
     websocket = WebSocketRoute(ws_endpoint.PATH, ws_endpoint.WebSocketEndpoint(settings).handle)
     return [
         *auth.routes(),
         *me.routes(),
         *people.routes(),
         *chat.routes(),
+        *mail.routes(),
         websocket,
         *system.routes(),
     ]
@@ -79,6 +87,9 @@ def _middleware(settings: BffSettings) -> list[Middleware]:
         Middleware(
             SecurityHeadersMiddleware, public_origin=settings.public_origin, https=settings.https
         ),
+        # Inside the headers layer (it sees the final headers), outside the rest
+        # (errors and the UI files are compressed too).
+        Middleware(CompressionMiddleware),
     ]
     if settings.cors_origins:
         middleware.append(
@@ -126,6 +137,7 @@ def create_app(settings: BffSettings, *, limiter: RateLimiter | None = None) -> 
         chat_channel = create_channel(settings.chat_address)
         chat = chat_service_pb2_grpc.ChatServiceStub(chat_channel)
         chat_hub = ChatStreamHub(chat, timeout=settings.backend_timeout)
+        presence_hub.follow_rooms(chat, chat_hub)  # room co-members' presence too
         connections = ConnectionRegistry(
             ping_interval=settings.ws_ping_interval, idle_timeout=settings.ws_idle_timeout
         )

@@ -65,6 +65,13 @@ class BffSettings(ServiceSettings):
     # The chat service (rooms, messages, the room event stream).
     chat_address: str = "127.0.0.1:50053"
 
+    # The mail service's REST API (e.g. http://127.0.0.1:8025): the BFF forwards
+    # /unsubscribe links there; empty: unsubscribe links answer 404.
+    mail_http_url: str = ""
+    # Expose the mail service's dev mailbox at GET /api/v1/dev/mail (embedded mode
+    # only: it shows every email, tokens included, to anyone).
+    dev_mailbox: bool = False
+
     # WebSocket (/api/v1/ws) limits; see docs/websocket.md.
     # Seconds a connection has to send its `auth` frame (without a session cookie).
     ws_auth_timeout: float = Field(default=5.0, gt=0, le=60)
@@ -104,6 +111,14 @@ class BffSettings(ServiceSettings):
                 origins.append(origin)
             return origins
         return value
+
+    @field_validator("mail_http_url")
+    @classmethod
+    def _check_mail_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError("must be an absolute http(s) URL or empty")
+        return value.rstrip("/")
 
     @field_validator("public_url")
     @classmethod

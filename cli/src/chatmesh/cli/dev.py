@@ -18,8 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chatmesh.bff.app import create_app
 from chatmesh.bff.settings import BffSettings
-from chatmesh.cli.console_mail import ConsoleMailer
-from chatmesh.common.bus import InProcessEventBus, stream_name
+from chatmesh.common.bus import InProcessEventBus
 from chatmesh.common.grpc.client import create_channel
 from chatmesh.common.grpc.health import wait_until_serving
 from chatmesh.common.grpc.server import install_stop_signals
@@ -31,6 +30,9 @@ from chatmesh.services.auth.settings import AuthSettings
 from chatmesh.services.chat.app import ChatServer
 from chatmesh.services.chat.app import serve as serve_chat
 from chatmesh.services.chat.settings import ChatSettings
+from chatmesh.services.mail.app import MailServer
+from chatmesh.services.mail.app import serve as serve_mail
+from chatmesh.services.mail.settings import MailSettings
 from chatmesh.services.user.app import UserServer
 from chatmesh.services.user.app import serve as serve_user
 from chatmesh.services.user.settings import UserSettings
@@ -40,6 +42,7 @@ log = get_logger("chatmesh.dev")
 AUTH_SERVICE = "chatmesh.auth.v1.AuthService"
 USER_SERVICE = "chatmesh.user.v1.UserService"
 CHAT_SERVICE = "chatmesh.chat.v1.ChatService"
+MAIL_SERVICE = "chatmesh.mail.v1.MailService"
 
 
 class DevSettings(BaseSettings):
@@ -52,6 +55,9 @@ class DevSettings(BaseSettings):
     auth_port: int = Field(default=50051, ge=0, le=65535)
     user_port: int = Field(default=50052, ge=0, le=65535)
     chat_port: int = Field(default=50053, ge=0, le=65535)
+    mail_port: int = Field(default=50054, ge=0, le=65535)
+    # The mail service's REST API (its dev mailbox, which the BFF proxies).
+    mail_http_port: int = Field(default=8025, ge=1, le=65535)
     data_dir: Path = Path(".chatmesh")
     log_level: str = "info"
     web_dir: Path = Path("clients/web/out")
@@ -72,6 +78,7 @@ async def _start_chat(
     settings: DevSettings,
     *,
     auth_address: str,
+    user_address: str,
     public_url: str,
     bus: InProcessEventBus,
     pubsub: InProcessPubSub,
@@ -86,6 +93,7 @@ async def _start_chat(
             grpc_port=settings.chat_port,
             metrics_port=0,
             auth_address=auth_address,
+            user_address=user_address,  # blocks are enforced in DMs
             public_url=public_url,
         ),
         bus=bus,
@@ -102,6 +110,48 @@ async def _start_chat(
     return chat
 
 
+async def _start_mail(
+    settings: DevSettings,
+    *,
+    auth_address: str,
+    user_address: str,
+    public_url: str,
+    bus: InProcessEventBus,
+    limiter: InMemoryRateLimiter,
+) -> MailServer:
+    """The mail service on SQLite with the dev mailbox provider: it consumes auth's
+    events from the shared bus as in production, stores each email (shown at
+    /dev/mail) and prints its subject and links; returns once it reports SERVING."""
+    mail = await serve_mail(
+        MailSettings(
+            database_url=f"sqlite+aiosqlite:///{settings.data_dir / 'mail.db'}",
+            # The database-backed in-process queue, whatever CHATMESH_REDIS_URL says.
+            redis_url="",
+            grpc_host=settings.host,
+            grpc_port=settings.mail_port,
+            rest_host=settings.host,
+            rest_port=settings.mail_http_port,
+            metrics_port=0,
+            auth_address=auth_address,
+            # Who is offline, for the missed-messages digest.
+            user_address=user_address,
+            public_url=public_url,
+            provider="dev",
+            dev_mail_console=True,
+        ),
+        bus=bus,
+        limiter=limiter,
+    )
+    try:
+        address = f"{settings.host}:{mail.port}"
+        async with create_channel(address) as channel, asyncio.timeout(settings.start_timeout):
+            await wait_until_serving(channel, MAIL_SERVICE)
+    except BaseException:
+        await mail.stop(drain=0.0, grace=1.0)
+        raise
+    return mail
+
+
 async def run_dev(settings: DevSettings) -> int:
     configure_logging("chatmesh-dev", level=settings.log_level, fmt="console")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +165,7 @@ async def run_dev(settings: DevSettings) -> int:
     auth: AuthServer | None = None
     user: UserServer | None = None
     chat: ChatServer | None = None
-    tasks: list[asyncio.Task[None]] = []
+    mail: MailServer | None = None
     try:
         auth = await serve(
             AuthSettings(
@@ -150,6 +200,7 @@ async def run_dev(settings: DevSettings) -> int:
         chat = await _start_chat(
             settings,
             auth_address=auth_address,
+            user_address=user_address,
             public_url=public_url,
             bus=bus,
             pubsub=pubsub,
@@ -157,13 +208,13 @@ async def run_dev(settings: DevSettings) -> int:
         )
         chat_address = f"{settings.host}:{chat.port}"
 
-        mailer = ConsoleMailer(public_url)
-        tasks.append(
-            asyncio.create_task(
-                bus.consume(
-                    stream_name("auth"), "dev-console-mail", "dev", mailer.handle, stop=stop
-                )
-            )
+        mail = await _start_mail(
+            settings,
+            auth_address=auth_address,
+            user_address=user_address,
+            public_url=public_url,
+            bus=bus,
+            limiter=limiter,
         )
 
         bff_settings = BffSettings(
@@ -172,6 +223,8 @@ async def run_dev(settings: DevSettings) -> int:
             auth_address=auth_address,
             user_address=user_address,
             chat_address=chat_address,
+            mail_http_url=f"http://{settings.host}:{mail.rest_port}",
+            dev_mailbox=True,
             public_url=public_url,
             web_dir=settings.web_dir,
         )
@@ -210,11 +263,8 @@ async def run_dev(settings: DevSettings) -> int:
         return 0
     finally:
         stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         # The reverse of the start order.
-        for service in (chat, user, auth):
+        for service in (mail, chat, user, auth):
             if service is not None:
                 await service.stop(drain=0.0, grace=2.0)
         await pubsub.close()

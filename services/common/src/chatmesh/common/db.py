@@ -12,8 +12,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
@@ -241,6 +239,11 @@ def upgrade(url: str, *, schema: str, migrations: Path) -> None:
     migration runs under an advisory lock per schema, on SQLite in one write
     transaction (see `migrations.run_env`).
     """
+    # Imported here: Alembic (with Mako and Pygments) is ~10 MB of RSS that a
+    # serving process whose schema a migration job maintains never needs.
+    from alembic import command  # noqa: PLC0415
+    from alembic.config import Config  # noqa: PLC0415
+
     config = Config()
     # ConfigParser interpolation: a literal % must be doubled.
     config.set_main_option("script_location", str(migrations).replace("%", "%%"))

@@ -1,6 +1,6 @@
 """Helpers for the services' tests (the fixtures live in `chatmesh.common.testing`):
-an event-bus consumer that records what it gets, and a failed gRPC call described
-the way the BFF sees it."""
+a signed-in test user, an event-bus consumer that records what it gets, and a
+failed gRPC call described the way the BFF sees it."""
 
 from __future__ import annotations
 
@@ -18,6 +18,20 @@ from chatmesh.common.errors import from_rpc_error
 from chatmesh.events.v1 import envelope_pb2
 
 M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True)
+class User:
+    """A registered account and its access token."""
+
+    id: str
+    username: str
+    token: str
+
+    @property
+    def md(self) -> tuple[tuple[str, str], ...]:
+        """gRPC metadata that makes a call as this user."""
+        return (("authorization", f"Bearer {self.token}"),)
 
 
 class EventLog:

@@ -7,7 +7,6 @@ installed, so untraced services pay nothing per RPC.
 from __future__ import annotations
 
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -21,6 +20,12 @@ def configure_tracing(service: str, endpoint: str) -> None:
     """
     if not endpoint or tracing_enabled():
         return
+    # Imported here: the OTLP exporter (its protobufs and gRPC client) is ~4 MB of
+    # RSS that an untraced process never needs.
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+        OTLPSpanExporter,
+    )
+
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)

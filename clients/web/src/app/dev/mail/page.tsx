@@ -1,10 +1,10 @@
 "use client";
 import { useCallback, useEffect, useState } from "react";
-import { MessageBody } from "@/components/MessageBody";
 import { ThemeToggle } from "@/components/ThemeToggle";
 import { Alert, Button, Spinner } from "@/components/ui";
 import { api, ApiError, errorText } from "@/lib/api";
 import { listOf } from "@/lib/normalize";
+import { MailText } from "./MailText";
 
 interface DevMail {
   id: string;
@@ -16,7 +16,8 @@ interface DevMail {
 }
 
 // The embedded mode's mailbox (the mail service's dev provider, proxied by the BFF at
-// GET /api/v1/dev/mail). Bodies are shown as text; HTML bodies are never rendered.
+// GET /api/v1/dev/mail), newest first. Bodies are shown as text; HTML bodies are never
+// rendered. The newest email is open, so its verification or reset link is one click away.
 export default function DevMailPage() {
   const [mails, setMails] = useState<DevMail[] | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -25,7 +26,7 @@ export default function DevMailPage() {
       .get<unknown>("/api/v1/dev/mail")
       .then((d) => {
         setError(null);
-        setMails((listOf(d, "messages") as DevMail[]).slice().reverse());
+        setMails(listOf(d, "messages") as DevMail[]);
       })
       .catch((e: unknown) =>
         setError(e instanceof ApiError && e.status === 404 ? "No dev mailbox here: it exists only in the embedded mode (make dev)." : errorText(e)),
@@ -47,9 +48,9 @@ export default function DevMailPage() {
       {!mails && !error && <Spinner />}
       {mails?.length === 0 && <p className="text-gray-700 dark:text-gray-300">No mail yet.</p>}
       <ul className="flex flex-col gap-3">
-        {mails?.map((m) => (
+        {mails?.map((m, i) => (
           <li key={m.id}>
-            <details className="rounded-lg border border-gray-200 p-3 dark:border-gray-800">
+            <details open={i === 0} className="rounded-lg border border-gray-200 p-3 dark:border-gray-800">
               <summary className="cursor-pointer">
                 <span className="font-medium">{m.subject}</span>
                 <span className="block text-sm text-gray-700 dark:text-gray-300">
@@ -57,8 +58,8 @@ export default function DevMailPage() {
                   {m.create_time ? ` · ${new Date(m.create_time).toLocaleString()}` : ""}
                 </span>
               </summary>
-              <p className="msg-body mt-2 text-sm">
-                <MessageBody body={m.text} />
+              <p className="msg-body mt-2 whitespace-pre-wrap text-sm">
+                <MailText text={m.text} />
               </p>
             </details>
           </li>

@@ -14,6 +14,7 @@ from chatmesh.common.errors import InvalidArgument, NotFound
 from chatmesh.common.logging import get_logger
 from chatmesh.events.v1 import auth_events_pb2 as ev
 from chatmesh.events.v1 import envelope_pb2
+from chatmesh.services.mail.projection import Projection
 from chatmesh.services.mail.service import MailService
 
 log = get_logger(__name__)
@@ -79,11 +80,45 @@ _TEMPLATES: list[tuple[type[Message], _Mapping]] = [
 ]
 
 
+# Events that carry the account's current address (an email change's
+# verification request goes to an address that is not the account's yet).
+_CURRENT_ADDRESS: tuple[type[Message], ...] = (
+    ev.PasswordResetRequested,
+    ev.PasswordChanged,
+    ev.LoginFromNewDevice,
+    ev.RefreshTokenReused,
+)
+
+
 class AuthEventHandler:
-    def __init__(self, service: MailService) -> None:
+    """`events.auth` → emails, and who people are (address, name) for the digests."""
+
+    def __init__(self, service: MailService, projection: Projection | None = None) -> None:
         self._service = service
+        self._projection = projection
+
+    async def _remember(self, event: envelope_pb2.Event) -> None:
+        if self._projection is None:
+            return
+        registered = unpack(event, ev.UserRegistered)
+        if registered is not None:
+            await self._projection.record_person(
+                registered.user_id,
+                email=registered.email,
+                display_name=registered.display_name,
+                username=registered.username,
+            )
+            return
+        for message_type in _CURRENT_ADDRESS:
+            payload: Any = unpack(event, message_type)
+            if payload is not None:
+                await self._projection.record_person(
+                    payload.user_id, email=payload.email, display_name=payload.display_name
+                )
+                return
 
     async def __call__(self, event: envelope_pb2.Event) -> None:
+        await self._remember(event)
         for message_type, (template_id, variables) in _TEMPLATES:
             payload: Any = unpack(event, message_type)
             if payload is None:

@@ -103,3 +103,78 @@ class DevMail(MailTable, table=True):
 
 # The Core table, for multi-row statements (RETURNING, executemany).
 EMAILS: Table = EmailRecord.__table__  # type: ignore[attr-defined]
+
+
+# --- the chat projection (fed by chat's and auth's events; see projection.py) -----------
+
+
+class Person(MailTable, table=True):
+    """Who a user is to the mail service: where to write, how to greet them
+    (from auth's `UserRegistered` and later account events)."""
+
+    __tablename__ = "people"
+
+    user_id: str = Field(primary_key=True, max_length=64)
+    email: str = Field(max_length=320)
+    username: str = Field(default="", max_length=64)
+    display_name: str = Field(default="", max_length=200)
+    update_time: datetime = Field(sa_type=_TS)
+
+
+class ChatRoom(MailTable, table=True):
+    __tablename__ = "chat_rooms"
+
+    room_id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(default="", max_length=200)
+    direct: bool = False
+
+
+class RoomMember(MailTable, table=True):
+    """A user's membership of a room and how far they have read and been mailed."""
+
+    __tablename__ = "room_members"
+
+    room_id: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(primary_key=True, index=True, max_length=64)
+    member: bool = True
+    # The room event seq of the latest membership change applied (events may
+    # arrive out of order; the newest change wins).
+    change_seq: int = 0
+    last_read_seq: int = 0
+    # Messages up to this seq were in a missed-messages email already.
+    notified_seq: int = 0
+
+
+class ChatMessage(MailTable, table=True):
+    """A recent message (kept `digest_retention_days`): what digests count and quote."""
+
+    __tablename__ = "chat_messages"
+
+    message_id: str = Field(primary_key=True, max_length=64)
+    room_id: str = Field(max_length=64)
+    seq: int
+    sender_id: str = Field(max_length=64)
+    excerpt: str = Field(sa_type=Text)
+    create_time: datetime = Field(index=True, sa_type=_TS)
+
+
+class ChatMention(MailTable, table=True):
+    __tablename__ = "chat_mentions"
+
+    message_id: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(primary_key=True, max_length=64)
+    room_id: str = Field(max_length=64)
+    seq: int
+    create_time: datetime = Field(sa_type=_TS)
+
+
+class SchedulerRun(MailTable, table=True):
+    """One row per scheduled job: who holds it (a lease, so replicas and the
+    CronJob never run it at once) and the last period it finished."""
+
+    __tablename__ = "scheduler_runs"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(default="", max_length=200)
+    lease_until: datetime = Field(sa_type=_TS)
+    last_done: str = Field(default="", max_length=64)

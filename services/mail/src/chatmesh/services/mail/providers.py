@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Protocol
@@ -48,10 +49,22 @@ class Provider(Protocol):
 # --- dev mailbox -------------------------------------------------------------------------
 
 
+_LINK = re.compile(r"https?://\S+")
+
+
+def console_lines(email: OutgoingEmail) -> list[str]:
+    """What the dev mailbox prints: one `[dev mail] to <to>: <subject>: <link>` line
+    per link of the text part (the subject alone when it has none), so a developer
+    can open a verification or reset link straight from the terminal."""
+    head = f"[dev mail] to {email.recipient}: {email.subject}"
+    links = _LINK.findall(email.text)
+    return [f"{head}: {link}" for link in links] if links else [head]
+
+
 class DevMailbox:
     """Stores each message in the service's database (GET /dev/mail shows them)
-    and prints it to the console. The mailbox row is unique per email, so a job
-    handled twice is stored once."""
+    and prints its subject and links to the console. The mailbox row is unique
+    per email, so a job handled twice is stored (and printed) once."""
 
     name = "dev"
 
@@ -78,12 +91,8 @@ class DevMailbox:
             log.info("dev_mail_already_stored", email_id=email.id)
             return email.id
         if self._console:
-            log.info(
-                "dev_mail",
-                to=email.recipient,
-                subject=email.subject,
-                text=email.text,
-            )
+            # Plain stdout, not the log: this is for a person at the terminal.
+            print("\n".join(console_lines(email)), flush=True)
         return mail.id
 
     async def close(self) -> None:

@@ -30,6 +30,10 @@ class MailSettings(ServiceSettings):
     # The REST API (POST /v1/emails, provider webhooks, /dev/mail); 0 disables it.
     rest_host: str = "127.0.0.1"
     rest_port: int = Field(default=8025, ge=0, le=65535)
+    # Apply the migrations when the service starts; false where a separate job
+    # (`python -m chatmesh.services.mail migrate`, the Kubernetes Job) does, which
+    # keeps Alembic out of every replica's memory.
+    migrate_on_start: bool = True
 
     provider: Provider = "dev"
     mail_from: str = "ChatMesh <no-reply@chatmesh.local>"
@@ -90,6 +94,21 @@ class MailSettings(ServiceSettings):
     recipient_limit: int = Field(default=30, ge=1)
     category_limit: int = Field(default=10, ge=1)
     rate_window_seconds: float = Field(default=3600.0, gt=0)
+
+    # Digests. The user service tells who is offline (missed messages).
+    user_address: str = "127.0.0.1:50052"
+    # Run the digest scheduler in this process (off when a CronJob sends the
+    # weekly digests; the lease keeps replicas and the CronJob from doubling up).
+    digest_scheduler: bool = True
+    digest_interval_seconds: float = Field(default=60.0, gt=0)
+    # A DM or mention is mailed once the user has been offline this long and it is this old.
+    missed_messages_delay_seconds: float = Field(default=900.0, ge=0)
+    # Weekly digests go out on each user's digest day after this hour (UTC).
+    weekly_digest_hour: int = Field(default=9, ge=0, le=23)
+    # Chat messages kept for the digests (the weekly digest looks back 7 days).
+    digest_retention_days: int = Field(default=14, ge=8, le=365)
+    # A replica that dies mid-run gives up its lease after this long.
+    digest_lease_seconds: float = Field(default=300.0, gt=0)
 
     @model_validator(mode="after")
     def _provider_configured(self) -> Self:

@@ -75,6 +75,20 @@ TEMPLATES: dict[str, TemplateSpec] = {
             ("ip_address", "user_agent"),
         ),
         TemplateSpec(
+            "missed_messages",
+            MISSED_MESSAGES,
+            "You have {{ count }} unread message{{ '' if count == 1 else 's' }}",
+            ("display_name", "count", "rooms"),
+            ("more",),
+        ),
+        TemplateSpec(
+            "weekly_digest",
+            WEEKLY_DIGEST,
+            "Your week in ChatMesh: {{ total_messages }}"
+            " message{{ '' if total_messages == 1 else 's' }}, {{ total_unread }} unread",
+            ("display_name", "period", "total_messages", "total_unread", "rooms"),
+        ),
+        TemplateSpec(
             "system_alert",
             SYSTEM,
             "[{{ severity | upper }}] {{ title }}",

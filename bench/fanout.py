@@ -11,7 +11,14 @@ Runs:
 3. idle: C idle connections; memory per connection from the BFF's RSS.
 
     uv run python bench/fanout.py [--mode embedded|postgres|both] [--receivers 100]
-        [--rate 100] [--seconds 60] [--rooms 50] [--per-room 4] [--idle 5000]
+        [--rate 100] [--duration 60] [--rooms 50] [--per-room 4] [--idle 5000]
+        [--runs one,many,idle]
+
+Prints one line per run as it finishes, then a table of all runs. CPU time per
+message (of the BFF, the chat service and the load generator) is reported next
+to the latencies: on a shared machine it is steadier than the latencies.
+`BENCH_PYSPY=<py-spy binary>` records flame graphs of the BFF and the chat
+service during the one-room runs (into `BENCH_PYSPY_DIR`, default the cwd).
 
 Prints numbers; asserts nothing. Lost must be 0.
 """
@@ -49,7 +56,11 @@ PG_ADMIN = os.environ.get(
 )
 REDIS_URL = os.environ.get("CHATMESH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PASSWORD = "bench-password-123456"
-SENDERS = 4
+# Sender connections. The BFF handles one connection's frames in order (a send
+# is acknowledged before the next is read), and the product's per-connection
+# limit is 20 frames/s (CHATMESH_WS_RATE_PER_SECOND): 100 messages/s in a room
+# come from several people, so the default spreads them over 10 connections.
+SENDERS = 10
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -208,6 +219,119 @@ async def open_ws(base: str, token: str) -> ClientConnection:
 
 
 @dataclass
+class Result:
+    """One run's numbers (a row of the final table)."""
+
+    mode: str
+    label: str
+    sent: int = 0
+    send_rate: float = 0.0
+    late: int = 0
+    expected: int = 0
+    received: int = 0
+    duplicates: int = 0
+    delivered_per_second: float = 0.0
+    p50: float = 0.0
+    p95: float = 0.0
+    p99: float = 0.0
+    max: float = 0.0
+    bff_rss: tuple[float, float] = (0.0, 0.0)
+    chat_rss: tuple[float, float] = (0.0, 0.0)
+    # CPU milliseconds per message sent: BFF, chat service, load generator
+    cpu_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # idle runs: KiB of BFF RSS per open connection
+    idle_kib: float | None = None
+
+    @property
+    def lost(self) -> int:
+        return self.expected - self.received
+
+    def line(self) -> str:
+        if self.idle_kib is not None:
+            return (
+                f"{self.mode:<9} {self.label:<30} BFF RSS {self.bff_rss[0]:.0f} -> "
+                f"{self.bff_rss[1]:.0f} MB = {self.idle_kib:.1f} KiB per connection"
+            )
+        return (
+            f"{self.mode:<9} {self.label:<30} sent={self.sent} ({self.send_rate:.1f}/s, "
+            f"late={self.late})  deliveries {self.received}/{self.expected} lost={self.lost} "
+            f"dup={self.duplicates}  delivered/s={self.delivered_per_second:.0f}  "
+            f"p50={self.p50:.1f} p95={self.p95:.1f} p99={self.p99:.1f} max={self.max:.1f} ms  "
+            f"RSS bff {self.bff_rss[0]:.0f}->{self.bff_rss[1]:.0f} MB, "
+            f"chat {self.chat_rss[0]:.0f}->{self.chat_rss[1]:.0f} MB  "
+            f"CPU ms/message bff {self.cpu_ms[0]:.2f} chat {self.cpu_ms[1]:.2f} "
+            f"loadgen {self.cpu_ms[2]:.2f}"
+        )
+
+
+TABLE_HEADER = (
+    "| mode | run | sent | deliveries expected | received | lost | dup | delivered/s "
+    "| p50 ms | p95 ms | p99 ms | max ms | BFF RSS MB | chat RSS MB "
+    "| CPU ms/msg bff / chat / loadgen | KiB per idle conn |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def table(results: list[Result]) -> str:
+    rows = [TABLE_HEADER]
+    for r in results:
+        if r.idle_kib is not None:
+            rows.append(
+                f"| {r.mode} | {r.label} | | | | | | | | | | "
+                f"| {r.bff_rss[0]:.0f} → {r.bff_rss[1]:.0f} | | | {r.idle_kib:.1f} |"
+            )
+            continue
+        rows.append(
+            f"| {r.mode} | {r.label} | {r.sent} | {r.expected} | {r.received} | {r.lost} "
+            f"| {r.duplicates} | {r.delivered_per_second:.0f} | {r.p50:.1f} | {r.p95:.1f} "
+            f"| {r.p99:.1f} | {r.max:.1f} | {r.bff_rss[0]:.0f} → {r.bff_rss[1]:.0f} "
+            f"| {r.chat_rss[0]:.0f} → {r.chat_rss[1]:.0f} "
+            f"| {r.cpu_ms[0]:.2f} / {r.cpu_ms[1]:.2f} / {r.cpu_ms[2]:.2f} | |"
+        )
+    return "\n".join(rows)
+
+
+@contextmanager
+def flame_graphs(mesh_: Mesh, name: str, seconds: float) -> Iterator[None]:
+    """py-spy flame graphs of the BFF and the chat service (BENCH_PYSPY set)."""
+    binary = os.environ.get("BENCH_PYSPY")
+    if not binary:
+        yield
+        return
+    out = Path(os.environ.get("BENCH_PYSPY_DIR", "."))
+    # "raw" (collapsed stacks, for scripts) or "flamegraph" (SVG)
+    fmt = os.environ.get("BENCH_PYSPY_FORMAT", "flamegraph")
+    suffix = "txt" if fmt == "raw" else "svg"
+    recorders = [
+        subprocess.Popen(
+            [
+                binary,
+                "record",
+                "--nonblocking",
+                "--rate",
+                "200",
+                "--duration",
+                str(int(seconds) + 2),
+                "--pid",
+                str(pid),
+                "--format",
+                fmt,
+                "-o",
+                str(out / f"{name}-{process}.{suffix}"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for process, pid in (("bff", mesh_.bff_pid), ("chat", mesh_.chat_pid))
+    ]
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            recorder.wait(timeout=seconds + 60)
+
+
+@dataclass
 class Tally:
     sent_at: dict[str, float] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
@@ -235,8 +359,16 @@ async def receive(ws: ClientConnection, tally: Tally, seen: set[str]) -> None:
 
 
 async def fanout(
-    mesh_: Mesh, *, label: str, rooms: int, per_room: int, rate: float, seconds: float
-) -> str:
+    mesh_: Mesh,
+    *,
+    mode: str,
+    label: str,
+    rooms: int,
+    per_room: int,
+    rate: float,
+    seconds: float,
+    sender_count: int = SENDERS,
+) -> Result:
     users = await register(mesh_.auth_port, rooms * per_room + 1)
     (_, sender_token), receivers = users[0], users[1:]
     headers = {"Authorization": f"Bearer {sender_token}"}
@@ -261,7 +393,7 @@ async def fanout(
             *(open_ws(mesh_.url, token) for _, token in members[start : start + 50])
         )
     readers = [asyncio.create_task(receive(ws, tally, set())) for ws in sockets]
-    senders = [await open_ws(mesh_.url, sender_token) for _ in range(SENDERS)]
+    senders = [await open_ws(mesh_.url, sender_token) for _ in range(sender_count)]
     drains = [asyncio.create_task(_drain(ws)) for ws in senders]
     await asyncio.sleep(1.0)
     rss_before = rss_mb(mesh_.bff_pid), rss_mb(mesh_.chat_pid)
@@ -272,8 +404,11 @@ async def fanout(
     )
 
     total = int(rate * seconds)
-    begin = time.perf_counter()
     late = 0
+    # Flame graph recorders (if any) run beside the measurement, closed after it.
+    profile = contextlib.ExitStack()
+    profile.enter_context(flame_graphs(mesh_, f"{mode}-{rooms}rooms", seconds))
+    begin = time.perf_counter()
     for n in range(total):
         delay = begin + n / rate - time.perf_counter()
         if delay > 0:
@@ -288,7 +423,7 @@ async def fanout(
             "body": body,
             "client_msg_id": f"c{n}",
         }
-        await senders[n % SENDERS].send(json.dumps(frame))
+        await senders[n % sender_count].send(json.dumps(frame))
     elapsed_send = time.perf_counter() - begin
     expected = total * per_room
     deadline = time.monotonic() + 30
@@ -296,27 +431,36 @@ async def fanout(
         await asyncio.sleep(0.1)
     elapsed = time.perf_counter() - begin
     rss_after = rss_mb(mesh_.bff_pid), rss_mb(mesh_.chat_pid)
-    cpu = [
-        (cpu_seconds(pid) - before) / elapsed
+    cpu_ms = [
+        (cpu_seconds(pid) - before) * 1000 / total
         for pid, before in zip(
             (mesh_.bff_pid, mesh_.chat_pid, os.getpid()), cpu_before, strict=True
         )
     ]
+    profile.close()
     for ws in [*sockets, *senders]:
         await ws.close()
     for task in [*readers, *drains]:
         task.cancel()
     await asyncio.gather(*readers, *drains, return_exceptions=True)
     ms = [v * 1000 for v in tally.latencies] or [0.0]
-    return (
-        f"{label:<34} sent={total:>6} ({total / elapsed_send:6.1f}/s, late={late})  "
-        f"deliveries {tally.received}/{expected} lost={expected - tally.received} "
-        f"dup={tally.duplicates}  delivered/s={tally.received / elapsed:8.1f}  "
-        f"p50={statistics.median(ms):6.1f} p95={percentile(ms, 95):6.1f} "
-        f"p99={percentile(ms, 99):6.1f} max={max(ms):7.1f} ms  "
-        f"RSS bff {rss_before[0]:.0f}->{rss_after[0]:.0f} MB, "
-        f"chat {rss_before[1]:.0f}->{rss_after[1]:.0f} MB  "
-        f"CPU bff {cpu[0]:.0%} chat {cpu[1]:.0%} load generator {cpu[2]:.0%}"
+    return Result(
+        mode=mode,
+        label=label,
+        sent=total,
+        send_rate=total / elapsed_send,
+        late=late,
+        expected=expected,
+        received=tally.received,
+        duplicates=tally.duplicates,
+        delivered_per_second=tally.received / elapsed,
+        p50=statistics.median(ms),
+        p95=percentile(ms, 95),
+        p99=percentile(ms, 99),
+        max=max(ms),
+        bff_rss=(rss_before[0], rss_after[0]),
+        chat_rss=(rss_before[1], rss_after[1]),
+        cpu_ms=(cpu_ms[0], cpu_ms[1], cpu_ms[2]),
     )
 
 
@@ -326,7 +470,7 @@ async def _drain(ws: ClientConnection) -> None:
             pass
 
 
-async def idle(mesh_: Mesh, count: int) -> str:
+async def idle(mesh_: Mesh, count: int, *, mode: str) -> Result:
     users = await register(mesh_.auth_port, min(count, 200))
     tokens = itertools.cycle([token for _, token in users])
     await asyncio.sleep(1.0)
@@ -341,10 +485,11 @@ async def idle(mesh_: Mesh, count: int) -> str:
     after = rss_mb(mesh_.bff_pid)
     for ws in sockets:
         await ws.close()
-    return (
-        f"idle connections                   {count} opened in {opened:.1f} s "
-        f"({count / opened:.0f}/s); BFF RSS {before:.0f} -> {after:.0f} MB = "
-        f"{(after - before) * 1024 / count:.1f} KiB per connection"
+    return Result(
+        mode=mode,
+        label=f"{count} idle connections ({count / opened:.0f}/s opened)",
+        bff_rss=(before, after),
+        idle_kib=(after - before) * 1024 / count,
     )
 
 
@@ -353,43 +498,65 @@ def main() -> None:
     parser.add_argument("--mode", choices=["embedded", "postgres", "both"], default="both")
     parser.add_argument("--receivers", type=int, default=100)
     parser.add_argument("--rate", type=float, default=100.0)
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--duration", "--seconds", dest="seconds", type=float, default=60.0)
     parser.add_argument("--rooms", type=int, default=50)
     parser.add_argument("--per-room", type=int, default=4)
     parser.add_argument("--idle", type=int, default=5000)
+    parser.add_argument("--senders", type=int, default=SENDERS, help="sender connections")
+    parser.add_argument(
+        "--runs",
+        default="one,many,idle",
+        help="comma-separated: one (one room), many (many rooms), idle (idle connections)",
+    )
     args = parser.parse_args()
+    runs = {run.strip() for run in args.runs.split(",") if run.strip()}
+    if not runs <= {"one", "many", "idle"}:
+        parser.error("--runs takes one, many and idle")
     modes = ["embedded", "postgres"] if args.mode == "both" else [args.mode]
+    results: list[Result] = []
+
+    def report(result: Result) -> None:
+        results.append(result)
+        print(result.line(), flush=True)
+
     for mode in modes:
         with tempfile.TemporaryDirectory() as tmp, mesh(mode, Path(tmp)) as running:
-            print(f"--- {mode} ---", flush=True)
-            print(
-                asyncio.run(
-                    fanout(
-                        running,
-                        label=f"1 room x {args.receivers} receivers",
-                        rooms=1,
-                        per_room=args.receivers,
-                        rate=args.rate,
-                        seconds=args.seconds,
+            if "one" in runs:
+                report(
+                    asyncio.run(
+                        fanout(
+                            running,
+                            mode=mode,
+                            label=f"1 room x {args.receivers} receivers, {args.seconds:.0f} s",
+                            rooms=1,
+                            per_room=args.receivers,
+                            rate=args.rate,
+                            seconds=args.seconds,
+                            sender_count=args.senders,
+                        )
                     )
-                ),
-                flush=True,
-            )
-            print(
-                asyncio.run(
-                    fanout(
-                        running,
-                        label=f"{args.rooms} rooms x {args.per_room} receivers",
-                        rooms=args.rooms,
-                        per_room=args.per_room,
-                        rate=args.rate,
-                        seconds=args.seconds,
+                )
+            if "many" in runs:
+                report(
+                    asyncio.run(
+                        fanout(
+                            running,
+                            mode=mode,
+                            label=f"{args.rooms} rooms x {args.per_room}, {args.seconds:.0f} s",
+                            rooms=args.rooms,
+                            per_room=args.per_room,
+                            rate=args.rate,
+                            seconds=args.seconds,
+                            sender_count=args.senders,
+                        )
                     )
-                ),
-                flush=True,
-            )
-            if args.idle:
-                print(asyncio.run(idle(running, args.idle)), flush=True)
+                )
+            if "idle" in runs and args.idle:
+                report(asyncio.run(idle(running, args.idle, mode=mode)))
+    print(
+        f"\nrate {args.rate:.0f} messages/s for {args.seconds:.0f} s "
+        f"over {args.senders} sender connections\n{table(results)}"
+    )
 
 
 if __name__ == "__main__":

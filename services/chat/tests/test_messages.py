@@ -138,6 +138,12 @@ async def test_a_burst_into_one_room_gets_consecutive_seqs_and_individual_answer
     assert [m.seq for m in messages] == seqs
     for r in sent:
         assert r.message.body == r.message.client_msg_id  # each got its own message
+    # Sending marks everything up to one's own last message read, for each sender.
+    for user in (alice, bob):
+        own = max(m.seq for m in messages if m.sender_id == user.id)
+        listed = await chat.stub.ListRooms(api.ListRoomsRequest(), metadata=user.md)
+        mine = next(r for r in listed.rooms if r.id == room.id)
+        assert mine.membership.unread_count == sum(m.seq > own for m in messages)
 
 
 async def test_bodies_must_be_non_empty_and_at_most_10000_characters(chat):

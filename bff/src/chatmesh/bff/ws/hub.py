@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Callable
 from typing import Protocol
 
 import grpc
@@ -99,6 +100,8 @@ class ChatStreamHub:
         self._closing = False
         self.reconnects = 0
         self.events_received = 0
+        # Told of every MemberChanged event (presence follows room co-members).
+        self.on_member_changed: Callable[[pb.RoomEvent], None] | None = None
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -270,6 +273,8 @@ class ChatStreamHub:
 
     def _dispatch(self, event: pb.RoomEvent) -> None:
         self.events_received += 1
+        if self.on_member_changed is not None and event.HasField("member_changed"):
+            self.on_member_changed(event)
         ids = self._rooms.get(event.room_id)
         if not ids:
             return

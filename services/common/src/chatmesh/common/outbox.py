@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from google.protobuf.message import Message
-from sqlalchemy import delete
+from sqlalchemy import Table, delete
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -50,20 +51,30 @@ class _CreateClock:
 
 
 _create_clock = _CreateClock()
+# The Core table, for plain INSERTs (see `outbox_row`).
+OUTBOX: Table = OutboxEvent.__table__  # type: ignore[attr-defined]
 
 
 def add_event(session: AsyncSession, source: str, payload: Message) -> envelope_pb2.Event:
     """Stage `payload` for stream `events.<source>` in the caller's transaction."""
     event = make_event(source, payload)
-    session.add(
-        OutboxEvent(
-            id=event.id,
-            stream=stream_name(source),
-            payload=event.SerializeToString(),
-            create_time=_create_clock.now(),
-        )
-    )
+    session.add(OutboxEvent(**_row(source, event)))
     return event
+
+
+def outbox_row(source: str, payload: Message) -> dict[str, Any]:
+    """The values of an `outbox` row staging `payload`, for a hot path that
+    inserts many rows in one statement (OUTBOX) instead of `add_event`."""
+    return _row(source, make_event(source, payload))
+
+
+def _row(source: str, event: envelope_pb2.Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "stream": stream_name(source),
+        "payload": event.SerializeToString(),
+        "create_time": _create_clock.now(),
+    }
 
 
 class OutboxRelay:

@@ -88,6 +88,14 @@ async def allocate(
     return last
 
 
+async def lock_room(session: AsyncSession, room_id: str) -> models.Room | None:
+    """The room row, locked until commit (PostgreSQL `FOR UPDATE`; SQLite's
+    transactions hold the database's write lock from the start). While it is
+    held nobody else appends to the room: its next seq is `last_seq + 1`, and
+    what the transaction reads afterwards (membership) is current."""
+    return await session.get(models.Room, room_id, with_for_update=True, populate_existing=True)
+
+
 def stamp(event: pb.RoomEvent, room_id: str, seq: int, now: datetime) -> None:
     event.room_id = room_id
     event.seq = seq
@@ -117,19 +125,21 @@ async def record(session: AsyncSession, event: pb.RoomEvent, *, now: datetime) -
 async def record_many(
     session: AsyncSession, events: Sequence[pb.RoomEvent], *, now: datetime
 ) -> None:
-    await session.exec(
-        sa_insert(_LOG),
-        params=[
-            {
-                "room_id": event.room_id,
-                "seq": event.seq,
-                "message_id": message_id_of(event) or None,
-                "payload": event.SerializeToString(),
-                "create_time": now,
-            }
-            for event in events
-        ],
-    )
+    await session.exec(sa_insert(_LOG), params=log_rows(events, now=now))
+
+
+def log_rows(events: Sequence[pb.RoomEvent], *, now: datetime) -> list[dict[str, Any]]:
+    """The `room_events` rows of stamped events (a trigger queues each for the relay)."""
+    return [
+        {
+            "room_id": event.room_id,
+            "seq": event.seq,
+            "message_id": message_id_of(event) or None,
+            "payload": event.SerializeToString(),
+            "create_time": now,
+        }
+        for event in events
+    ]
 
 
 async def append(

@@ -9,18 +9,46 @@ it is busy, batches grow and the room keeps up instead of building a queue.
 
 Each send in a batch still gets its own answer: the message, the original one
 for a retried `client_msg_id`, or its own refusal (not a member, unknown reply).
+
+A batch costs few round trips to the database: lock the room row (its next seq
+is then known and the memberships read next are current), read the retries and
+memberships, then write everything — room counter, messages, log events,
+mentions, read markers, outbox events — in ONE statement on PostgreSQL (writable
+CTEs). On SQLite the writes are separate statements (no network in between).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    Table,
+    Text,
+    TypeDecorator,
+    Update,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    update,
+)
+from sqlalchemy import select as select_core
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import UpdateBase
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,7 +57,7 @@ from chatmesh.common.clock import Clock
 from chatmesh.common.db import Database
 from chatmesh.common.errors import ServiceError
 from chatmesh.common.logging import get_logger
-from chatmesh.common.outbox import add_event
+from chatmesh.common.outbox import OUTBOX, outbox_row
 from chatmesh.events.v1 import chat_events_pb2 as ev
 from chatmesh.services.chat import errors, eventlog, models, views
 from chatmesh.services.chat.mentions import mentioned_usernames
@@ -43,6 +71,7 @@ MAX_BATCH = 100
 ATTEMPTS = 3
 
 Sent = tuple[pb.Message, bool]
+_ROOMS = models.table_of(models.Room)
 
 
 @dataclass
@@ -144,11 +173,13 @@ class MessageSender:
     async def _batch(
         self, session: AsyncSession, room_id: str, batch: list[SendRequest]
     ) -> list[Sent | BaseException]:
-        room = await session.get(models.Room, room_id)
+        # Locked first: memberships read below are as committed now, so someone
+        # removed while this batch waited for the lock cannot post.
+        room = await eventlog.lock_room(session, room_id)
         if room is None:
             return [errors.room_not_found()] * len(batch)
         plan = await self._plan(session, room, batch)
-        mentionable = await self._mentionable(session, room_id, batch)
+        mentionable = await self._mentionable(session, room_id, [r for _, r in plan.fresh])
         outcomes = plan.outcomes
         created = await self._create(session, room, plan.fresh, mentionable, outcomes)
         if plan.retries:
@@ -196,42 +227,16 @@ class MessageSender:
         mentionable: dict[str, str],
         outcomes: list[Sent | BaseException | None],
     ) -> dict[int, pb.Message]:
-        """Insert the new messages with consecutive seqs; their views by batch index."""
+        """Insert the new messages with the room's next seqs (the room row is
+        locked); their views by batch index."""
         if not fresh:
             return {}
         now = self._clock()
-        ids = [str(uuid.uuid4()) for _ in fresh]
-        previous = {"last_message_id": room.last_message_id, "activity_time": room.activity_time}
-        # The room lock is taken here (and held to the commit).
-        last = await eventlog.allocate(
-            session, room, len(fresh), last_message_id=ids[-1], activity_time=now
-        )
-        if not self._db.is_sqlite:
-            # Membership as committed now, under the lock: someone removed while
-            # this batch waited for it must not post (SQLite runs one transaction
-            # at a time, so there the earlier read holds).
-            still = await self._members(session, room.id, sorted({r.user_id for _, r in fresh}))
-            kept = [
-                (pair, mid)
-                for pair, mid in zip(fresh, ids, strict=True)
-                if pair[1].user_id in still
-            ]
-            if len(kept) < len(fresh):
-                for index, request in fresh:
-                    if request.user_id not in still:
-                        outcomes[index] = _not_allowed(room)
-                unused = len(fresh) - len(kept)
-                fresh, ids = [pair for pair, _ in kept], [mid for _, mid in kept]
-                # Give the unused seqs back: the lock is still ours, nobody took more.
-                values = {"last_message_id": ids[-1]} if ids else previous
-                last = await eventlog.allocate(session, room, -unused, **values)
-                if not fresh:
-                    return {}
-        first = last - len(fresh) + 1
+        first = room.last_seq + 1
         new: list[_New] = []
-        for offset, ((_, request), message_id) in enumerate(zip(fresh, ids, strict=True)):
+        for offset, (_, request) in enumerate(fresh):
             message = models.Message(
-                id=message_id,
+                id=str(uuid.uuid4()),
                 room_id=room.id,
                 seq=first + offset,
                 sender_id=request.user_id,
@@ -247,24 +252,6 @@ class MessageSender:
             ]
             new.append(_New(request, message, mentioned))
 
-        # Plain inserts in the order the foreign keys need. A duplicate
-        # (sender, client_msg_id) from another replica fails the first one.
-        await session.exec(
-            insert(models.MESSAGES),
-            params=[
-                {
-                    "id": n.message.id,
-                    "room_id": room.id,
-                    "seq": n.message.seq,
-                    "sender_id": n.message.sender_id,
-                    "client_msg_id": n.message.client_msg_id,
-                    "body": n.message.body,
-                    "reply_to": n.message.reply_to,
-                    "create_time": now,
-                }
-                for n in new
-            ],
-        )
         views_by_index: dict[int, pb.Message] = {}
         events = []
         for (index, _), n in zip(fresh, new, strict=True):
@@ -277,65 +264,128 @@ class MessageSender:
             )
             eventlog.stamp(event, room.id, n.message.seq, now)
             events.append(event)
-        await eventlog.record_many(session, events, now=now)
+        await self._write(session, room, new, events, now)
+        return views_by_index
+
+    async def _write(
+        self,
+        session: AsyncSession,
+        room: models.Room,
+        new: list[_New],
+        events: list[pb.RoomEvent],
+        now: datetime,
+    ) -> None:
+        """Every write of a batch. A duplicate (sender, client_msg_id) from
+        another replica fails it (IntegrityError: the batch is retried and finds
+        the original)."""
+        messages = [
+            {
+                "id": n.message.id,
+                "room_id": room.id,
+                "seq": n.message.seq,
+                "sender_id": n.message.sender_id,
+                "client_msg_id": n.message.client_msg_id,
+                "body": n.message.body,
+                "reply_to": n.message.reply_to,
+                "create_time": now,
+            }
+            for n in new
+        ]
         mentions = [
             {"message_id": n.message.id, "user_id": user_id} for n in new for user_id in n.mentioned
         ]
-        if mentions:
-            await session.exec(insert(models.MENTIONS), params=mentions)
         # Sending implies having read everything up to one's own message.
         read_up_to: dict[str, int] = {}
         for n in new:
             read_up_to[n.message.sender_id] = n.message.seq
-        members = models.MEMBERS
-        await session.exec(
-            update(members)
-            .where(
-                members.c.room_id == bindparam("r"),
-                members.c.user_id == bindparam("u"),
-                members.c.last_read_seq < bindparam("s"),
+        reads = [{"user_id": user, "seq": seq} for user, seq in read_up_to.items()]
+        # (table, rows) in the order the foreign keys need
+        inserts = [
+            (models.MESSAGES, messages),
+            (models.ROOM_EVENTS, eventlog.log_rows(events, now=now)),
+            (models.MENTIONS, mentions),
+            (OUTBOX, self._announcements(room, new)),
+        ]
+        if self._db.is_sqlite:
+            # In-process: one statement each costs no round trips.
+            for table, rows in inserts:
+                if rows:
+                    await session.exec(insert(table), params=rows)
+            await session.exec(
+                _read_markers_sqlite(),
+                params=[{"r": room.id, "u": r["user_id"], "s": r["seq"]} for r in reads],
             )
-            .values(last_read_seq=bindparam("s")),
-            params=[{"r": room.id, "u": user, "s": seq} for user, seq in read_up_to.items()],
-        )
-        for n in new:
-            self._announce(session, room, n)
-        return views_by_index
+            await session.exec(
+                update(_ROOMS)
+                .where(_ROOMS.c.id == room.id)
+                .values(
+                    last_seq=_ROOMS.c.last_seq + len(new),
+                    last_message_id=new[-1].message.id,
+                    activity_time=now,
+                )
+            )
+            return
+        # PostgreSQL: ONE statement (writable CTEs; foreign keys are checked at
+        # its end). Rows travel as arrays (`unnest`), so the statement is the
+        # same for any batch size: built, compiled and prepared once.
+        params: dict[str, Any] = {
+            # (no key may be a column name of rooms or members: SQLAlchemy
+            # would turn it into a SET clause)
+            "batch_room": room.id,
+            "batch_count": len(new),
+            "batch_last_message": new[-1].message.id,
+            "batch_time": now,
+            "read_users": [r["user_id"] for r in reads],
+            "read_seqs": [r["seq"] for r in reads],
+        }
+        for table, rows in inserts:
+            for column in _PG_COLUMNS[table.name] if rows else ():
+                params[f"{table.name}_{column}"] = [row[column] for row in rows]
+        # Core, not the ORM session: nothing here maps to loaded objects.
+        connection = await session.connection()
+        await connection.execute(_pg_batch_write(with_mentions=bool(mentions)), params)
 
     @staticmethod
-    def _announce(session: AsyncSession, room: models.Room, new: _New) -> None:
+    def _announce(room: models.Room, new: _New) -> list[dict[str, Any]]:
+        """The outbox rows of one new message: MessageCreated, then its mentions."""
         message = new.message
         stamp = views.timestamp(message.create_time)
-        add_event(
-            session,
-            SOURCE,
-            ev.MessageCreated(
-                message_id=message.id,
-                room_id=room.id,
-                seq=message.seq,
-                sender_id=message.sender_id,
-                body=message.body,
-                reply_to=message.reply_to or "",
-                mention_user_ids=new.mentioned,
-                direct=room.type == models.ROOM_DIRECT,
-                room_name=room.name,
-                create_time=stamp,
-            ),
-        )
-        for user_id in new.mentioned:
-            add_event(
-                session,
+        rows = [
+            outbox_row(
                 SOURCE,
-                ev.MentionCreated(
+                ev.MessageCreated(
                     message_id=message.id,
                     room_id=room.id,
+                    seq=message.seq,
                     sender_id=message.sender_id,
-                    mentioned_user_id=user_id,
-                    excerpt=message.body[:EXCERPT_LENGTH],
+                    body=message.body,
+                    reply_to=message.reply_to or "",
+                    mention_user_ids=new.mentioned,
+                    direct=room.type == models.ROOM_DIRECT,
                     room_name=room.name,
                     create_time=stamp,
                 ),
             )
+        ]
+        for user_id in new.mentioned:
+            rows.append(
+                outbox_row(
+                    SOURCE,
+                    ev.MentionCreated(
+                        message_id=message.id,
+                        room_id=room.id,
+                        sender_id=message.sender_id,
+                        mentioned_user_id=user_id,
+                        excerpt=message.body[:EXCERPT_LENGTH],
+                        room_name=room.name,
+                        create_time=stamp,
+                    ),
+                )
+            )
+        return rows
+
+    def _announcements(self, room: models.Room, new: list[_New]) -> list[dict[str, Any]]:
+        return [row for n in new for row in self._announce(room, n)]
 
     @staticmethod
     async def _existing(
@@ -391,6 +441,100 @@ class MessageSender:
             .where(col(user.username).in_(names))
         )
         return dict(rows.all())
+
+
+def _read_markers_sqlite() -> Update:
+    """Raise a member's read marker to their own message (executemany)."""
+    members = models.MEMBERS
+    return (
+        update(members)
+        .where(
+            members.c.room_id == bindparam("r"),
+            members.c.user_id == bindparam("u"),
+            members.c.last_read_seq < bindparam("s"),
+        )
+        .values(last_read_seq=bindparam("s"))
+    )
+
+
+# Array types for `unnest`, per column type of the chat tables.
+def _array_of(column: Column[Any]) -> ARRAY[Any]:
+    kind = column.type
+    if isinstance(kind, TypeDecorator):  # SQLModel's AutoString, UTCDateTime
+        kind = kind.impl_instance
+    if isinstance(kind, DateTime):
+        return ARRAY(DateTime(timezone=True))
+    if isinstance(kind, LargeBinary):
+        return ARRAY(LargeBinary())
+    if isinstance(kind, Integer):  # BigInteger too
+        return ARRAY(BigInteger())
+    return ARRAY(Text())
+
+
+# The columns each batch insert fills (the keys of its rows).
+_PG_COLUMNS = {
+    "messages": (
+        "id",
+        "room_id",
+        "seq",
+        "sender_id",
+        "client_msg_id",
+        "body",
+        "reply_to",
+        "create_time",
+    ),
+    "room_events": ("room_id", "seq", "message_id", "payload", "create_time"),
+    "mentions": ("message_id", "user_id"),
+    "outbox": ("id", "stream", "payload", "create_time"),
+}
+
+
+def _unnest_insert(table: Table) -> UpdateBase:
+    """`INSERT INTO t (c1, c2, …) SELECT … FROM unnest(:t_c1, :t_c2, …)`."""
+    names = list(_PG_COLUMNS[table.name])
+    arrays = [
+        bindparam(f"{table.name}_{column}", type_=_array_of(table.c[column])) for column in names
+    ]
+    rows = func.unnest(*arrays).table_valued(*names).render_derived(name="rows")
+    return insert(table).from_select(names, select_core(*(rows.c[c] for c in names)))
+
+
+@functools.cache
+def _pg_batch_write(*, with_mentions: bool) -> Update:
+    """A batch's writes as one statement (parameters: see `_write`)."""
+    tables = [models.MESSAGES, models.ROOM_EVENTS, OUTBOX]
+    if with_mentions:
+        tables.insert(2, models.MENTIONS)
+    members = models.MEMBERS
+    marker = (
+        func.unnest(
+            bindparam("read_users", type_=ARRAY(Text())),
+            bindparam("read_seqs", type_=ARRAY(BigInteger())),
+        )
+        .table_valued("user_id", "seq")
+        .render_derived(name="marker")
+    )
+    # Sending implies having read everything up to one's own message.
+    reads = (
+        update(members)
+        .where(
+            members.c.room_id == bindparam("batch_room"),
+            members.c.user_id == marker.c.user_id,
+            members.c.last_read_seq < marker.c.seq,
+        )
+        .values(last_read_seq=marker.c.seq)
+    )
+    ctes = [_unnest_insert(table).cte(f"insert_{table.name}") for table in tables]
+    return (
+        update(_ROOMS)
+        .where(_ROOMS.c.id == bindparam("batch_room"))
+        .values(
+            last_seq=_ROOMS.c.last_seq + bindparam("batch_count", type_=BigInteger()),
+            last_message_id=bindparam("batch_last_message"),
+            activity_time=bindparam("batch_time", type_=DateTime(timezone=True)),
+        )
+        .add_cte(*ctes, reads.cte("read_markers"))
+    )
 
 
 def _not_allowed(room: models.Room) -> ServiceError:

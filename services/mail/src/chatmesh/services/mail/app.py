@@ -124,12 +124,12 @@ async def serve(
             handler = AuthEventHandler(service, projection)
             await bus.consume(AUTH_STREAM, CONSUMER_GROUP, consumer_name(), handler, stop=stop)
 
-        runtime.spawn(work)
-
         async def sweep(stop: asyncio.Event) -> None:
             await deliverer.run_sweeper(stop, interval=settings.sweep_interval_seconds)
 
-        runtime.spawn(sweep)
+        if settings.queue_workers:
+            runtime.spawn(work)
+            runtime.spawn(sweep)
         runtime.spawn(consume_auth)
         _start_digests(runtime, bus, projection, presence, clock)
 

@@ -14,7 +14,6 @@ from pydantic import Field, field_validator, model_validator
 from chatmesh.common.errors import InvalidArgument
 from chatmesh.common.settings import ServiceSettings
 from chatmesh.services.mail.addresses import parse_address
-from chatmesh.services.mail.webhooks import load_sendgrid_key
 
 # The Postgres schema that holds the mail tables (ignored on SQLite).
 DB_SCHEMA = "mail"
@@ -87,6 +86,9 @@ class MailSettings(ServiceSettings):
     # sent concurrently), and how many such batches are in flight (Redis mode).
     worker_batch_size: int = Field(default=100, ge=1, le=1000)
     worker_loops: int = Field(default=2, ge=1, le=64)
+    # Deliver queued emails (and run the requeue sweep) in this process. False on
+    # API replicas when `python -m chatmesh.services.mail worker` processes deliver.
+    queue_workers: bool = True
     # Kept-open SMTP connections (messages sent concurrently).
     smtp_pool_size: int = Field(default=16, ge=1, le=100)
 
@@ -130,10 +132,16 @@ class MailSettings(ServiceSettings):
         if self.provider == "smtp" and self.smtp_ca_file and not Path(self.smtp_ca_file).is_file():
             missing.append("CHATMESH_SMTP_CA_FILE (a readable PEM file)")
         if self.sendgrid_webhook_public_key:
+            # Imported here: `cryptography` is ~8 MB of RSS a worker never needs.
+            from chatmesh.services.mail.webhooks import load_sendgrid_key  # noqa: PLC0415
+
             try:
                 load_sendgrid_key(self.sendgrid_webhook_public_key)
             except ValueError as exc:
                 raise ValueError(f"CHATMESH_SENDGRID_WEBHOOK_PUBLIC_KEY: {exc}") from None
+        if not self.queue_workers and not self.redis_url:
+            # Without Redis the queue is in-process: only this process can drain it.
+            raise ValueError("CHATMESH_QUEUE_WORKERS=false needs CHATMESH_REDIS_URL")
         if missing:
             raise ValueError(f"provider {self.provider!r} needs " + ", ".join(missing))
         return self

@@ -171,6 +171,31 @@ def probe_problems(at: str, container: Doc) -> list[str]:
     return problems
 
 
+def worker_probe_problems(at: str, container: Doc) -> list[str]:
+    """Workers (component=worker, e.g. mail-worker) serve no gRPC health service and
+    no API: they expose only their metrics port, and all three probes GET /metrics
+    there. That proves the process is alive, not that it makes progress (alerts do)."""
+    problems = []
+    ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+    if set(ports) != {"metrics"}:
+        problems.append(f"{at}: a worker exposes only its metrics port, not {sorted(ports)}")
+    probes = {k: container.get(k) for k in ("startupProbe", "readinessProbe", "livenessProbe")}
+    for kind, probe in probes.items():
+        if probe is None:
+            problems.append(f"{at}: no {kind}")
+            continue
+        http = probe.get("httpGet", {})
+        if http.get("path") != "/metrics" or http.get("port") not in (
+            "metrics",
+            ports.get("metrics"),
+        ):
+            problems.append(f"{at}: {kind} is not an HTTP GET of /metrics on the metrics port")
+    readiness, liveness = probes["readinessProbe"], probes["livenessProbe"]
+    if readiness and liveness and budget(readiness) >= budget(liveness):
+        problems.append(f"{at}: readiness must give up before liveness (different thresholds)")
+    return problems
+
+
 def drain_problems(render: Render, doc: Doc, container: Doc) -> list[str]:
     at = where(doc)
     spec = render.pod_spec(doc)
@@ -200,26 +225,29 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def server_problems(render: Render) -> list[str]:
-    """ChatMesh Deployments: probes, drain timing, spread, Service, PDB, SA, secrets."""
+    """ChatMesh Deployments: probes, drain timing, spread, Service, PDB, SA, secrets.
+    Servers (component=server) are probed over gRPC / HTTP and sit behind a Service;
+    workers (component=worker) have their own probe rule and no Service."""
     problems = []
-    servers = [
+    deployments = [
         d
         for d in render.of_kind("Deployment")
         if label(d, "app.kubernetes.io/part-of") == "chatmesh"
-        and label(d, "app.kubernetes.io/component") == "server"
+        and label(d, "app.kubernetes.io/component") in ("server", "worker")
     ]
-    if not servers:
+    if not any(label(d, "app.kubernetes.io/component") == "server" for d in deployments):
         problems.append(f"{render.name}: no ChatMesh server Deployments")
-    for doc in servers:
+    for doc in deployments:
         at = where(doc)
         spec = render.pod_spec(doc)
         assert spec is not None
         name = doc["metadata"]["name"]
+        worker = label(doc, "app.kubernetes.io/component") == "worker"
         main = next((c for c in spec["containers"] if c["name"] == name), None)
         if main is None:
             problems.append(f"{at}: no container named {name}")
             continue
-        problems += probe_problems(at, main)
+        problems += worker_probe_problems(at, main) if worker else probe_problems(at, main)
         problems += drain_problems(render, doc, main)
         if not spec.get("topologySpreadConstraints"):
             problems.append(f"{at}: no topologySpreadConstraints")
@@ -228,7 +256,9 @@ def server_problems(render: Render) -> list[str]:
         services = [
             s for s in render.of_kind("Service") if selects(s["spec"].get("selector", {}), labels)
         ]
-        if not any(
+        if worker and services:
+            problems.append(f"{at}: a worker behind a Service ({where(services[0])})")
+        if not worker and not any(
             {p.get("name") for p in s["spec"]["ports"]} & port_names & {"grpc", "http"}
             for s in services
         ):
@@ -245,6 +275,63 @@ def server_problems(render: Render) -> list[str]:
             problems.append(f"{at}: no dedicated ServiceAccount")
         if any("secretRef" in s for s in main.get("envFrom", [])):
             problems.append(f"{at}: takes a whole Secret as environment")
+    return problems
+
+
+# What a mail sender reads from the Secret: the worker takes exactly mail's references.
+MAIL_DELIVERY_SECRETS = (
+    "CHATMESH_DATABASE_URL",
+    "CHATMESH_REDIS_URL",
+    "CHATMESH_SENDGRID_API_KEY",
+    "CHATMESH_SES_ACCESS_KEY_ID",
+    "CHATMESH_SES_SECRET_ACCESS_KEY",
+    "CHATMESH_SMTP_USERNAME",
+    "CHATMESH_SMTP_PASSWORD",
+)
+
+
+def secret_refs(container: Doc) -> dict[str, tuple[str, str]]:
+    return {
+        item["name"]: (ref["name"], ref["key"])
+        for item in container.get("env", [])
+        if (ref := item.get("valueFrom", {}).get("secretKeyRef"))
+    }
+
+
+def mail_queue_only(render: Render) -> bool:
+    (container,) = render.containers(render.get("Deployment", "mail"))
+    return env_of(render, container).get("CHATMESH_QUEUE_WORKERS", "true").lower() == "false"
+
+
+def mail_delivery_problems(render: Render) -> list[str]:
+    """Somebody sends queued mail: either the mail replicas (all-in-one) or, when they
+    only queue (CHATMESH_QUEUE_WORKERS=false), a mail-worker Deployment running
+    `worker` from the same image with the same ConfigMaps and sender secrets."""
+    try:
+        worker = render.get("Deployment", "mail-worker")
+    except KeyError:
+        if mail_queue_only(render):
+            return [
+                "Deployment/mail: queues only (CHATMESH_QUEUE_WORKERS=false)"
+                " but no mail-worker Deployment delivers"
+            ]
+        return []
+    at = where(worker)
+    problems = []
+    if mail_queue_only(render) and worker["spec"].get("replicas", 1) < 1:
+        problems.append(f"{at}: scaled to 0 while mail only queues")
+    (mail,) = render.containers(render.get("Deployment", "mail"))
+    (container,) = render.containers(worker)
+    if container.get("args") != ["worker"]:
+        problems.append(f"{at}: does not run `worker` (args {container.get('args')})")
+    if container["image"] != mail["image"]:
+        problems.append(f"{at}: image {container['image']} is not mail's {mail['image']}")
+    if container.get("envFrom") != mail.get("envFrom"):
+        problems.append(f"{at}: not mail's ConfigMaps")
+    ours, theirs = secret_refs(container), secret_refs(mail)
+    for name in MAIL_DELIVERY_SECRETS:
+        if ours.get(name) != theirs.get(name):
+            problems.append(f"{at}: {name} is {ours.get(name)}, mail's is {theirs.get(name)}")
     return problems
 
 
@@ -598,6 +685,40 @@ def test_servers_have_probes_drain_spread_pdb(renders: dict[str, Render], render
     assert not problems, "\n".join(problems)
 
 
+def test_someone_delivers_queued_mail(renders: dict[str, Render], render_name: str) -> None:
+    problems = mail_delivery_problems(renders[render_name])
+    assert not problems, "\n".join(problems)
+
+
+def test_release_splits_mail_and_dev_keeps_it_all_in_one(renders: dict[str, Render]) -> None:
+    """Staging / prod: the mail replicas only queue and mail-worker delivers. Dev: one
+    mail replica does both, and there is no worker (or its PDB / NetworkPolicy)."""
+    for name in ("base", "release:prod", "release:staging"):
+        render = renders[name]
+        assert mail_queue_only(render), f"{name}: mail still delivers in-process"
+        worker = render.get("Deployment", "mail-worker")
+        assert worker["spec"]["replicas"] >= 2
+        render.get("PodDisruptionBudget", "mail-worker")
+    dev = renders["dev"]
+    assert not mail_queue_only(dev)
+    assert not [d for d in dev.docs if d["metadata"]["name"] == "mail-worker"]
+
+
+def test_mail_worker_network_policy(renders: dict[str, Render], release_name: str) -> None:
+    """Only Prometheus (the monitoring namespace) reaches a worker, on its metrics
+    port; it reaches PostgreSQL, Redis, the collector and the provider."""
+    policy = renders[release_name].get("NetworkPolicy", "mail-worker")
+    spec = policy["spec"]
+    assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
+    (ingress,) = spec["ingress"]
+    assert ingress["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert ingress["ports"] == [{"protocol": "TCP", "port": 9104}]
+    egress = {p["port"] for rule in spec["egress"] for p in rule.get("ports", [])}
+    assert egress == {5432, 6379, 4317, 443, 587, 465}
+
+
 def test_autoscaled_deployments_leave_replicas_to_the_hpa(
     renders: dict[str, Render], render_name: str
 ) -> None:
@@ -846,6 +967,80 @@ BROKEN_SAMPLES: dict[str, tuple[Callable[[Render], None], Callable[[Render], lis
         lambda r: _container(r, "mail")["readinessProbe"]["grpc"].__setitem__("port", 8025),
         server_problems,
         "readinessProbe is not a native grpc probe",
+    ),
+    "mail worker without liveness probe": (
+        lambda r: _container(r, "mail-worker").pop("livenessProbe"),
+        server_problems,
+        "Deployment/mail-worker: no livenessProbe",
+    ),
+    "mail worker probing another path": (
+        lambda r: _container(r, "mail-worker")["readinessProbe"]["httpGet"].__setitem__(
+            "path", "/healthz"
+        ),
+        server_problems,
+        "readinessProbe is not an HTTP GET of /metrics",
+    ),
+    "mail worker behind a Service": (
+        lambda r: r.docs.append(
+            {
+                "kind": "Service",
+                "metadata": {"name": "mail-worker"},
+                "spec": {
+                    "selector": {"app.kubernetes.io/name": "mail-worker"},
+                    "ports": [{"name": "metrics", "port": 9104}],
+                },
+            }
+        ),
+        server_problems,
+        "a worker behind a Service",
+    ),
+    "mail worker without its PDB": (
+        lambda r: r.docs.remove(_first(r, "PodDisruptionBudget", "mail-worker")),
+        server_problems,
+        "Deployment/mail-worker: no PodDisruptionBudget",
+    ),
+    "mail worker without a preStop sleep": (
+        lambda r: _container(r, "mail-worker").pop("lifecycle"),
+        server_problems,
+        "Deployment/mail-worker: no preStop sleep",
+    ),
+    "gRPC server relabelled as a worker to dodge grpc probes": (
+        lambda r: _first(r, "Deployment", "auth")["metadata"]["labels"].__setitem__(
+            "app.kubernetes.io/component", "worker"
+        ),
+        server_problems,
+        "Deployment/auth: a worker exposes only its metrics port",
+    ),
+    "mail worker without its NetworkPolicy": (
+        lambda r: r.docs.remove(_first(r, "NetworkPolicy", "mail-worker")),
+        network_policy_problems,
+        "Deployment/mail-worker: no NetworkPolicy of its own",
+    ),
+    "mail queueing only with nobody delivering": (
+        lambda r: r.docs.remove(_first(r, "Deployment", "mail-worker")),
+        mail_delivery_problems,
+        "no mail-worker Deployment delivers",
+    ),
+    "mail worker scaled to 0": (
+        lambda r: _first(r, "Deployment", "mail-worker")["spec"].__setitem__("replicas", 0),
+        mail_delivery_problems,
+        "scaled to 0 while mail only queues",
+    ),
+    "mail worker running the API server": (
+        lambda r: _container(r, "mail-worker").pop("args"),
+        mail_delivery_problems,
+        "does not run `worker`",
+    ),
+    "mail worker without the provider key": (
+        lambda r: _container(r, "mail-worker")["env"].remove(
+            next(
+                e
+                for e in _container(r, "mail-worker")["env"]
+                if e["name"] == "CHATMESH_SENDGRID_API_KEY"
+            )
+        ),
+        mail_delivery_problems,
+        "CHATMESH_SENDGRID_API_KEY is None",
     ),
     "digests without their own NetworkPolicy": (
         lambda r: r.docs.remove(_first(r, "NetworkPolicy", "mail-digests")),

@@ -6,8 +6,8 @@ import uvicorn
 
 from chatmesh.bff.app import create_app
 from chatmesh.bff.settings import BffSettings
+from chatmesh.common.lifecycle import settle_heap
 from chatmesh.common.logging import configure_logging
-from chatmesh.common.service import settle_heap
 from chatmesh.common.settings import load_settings
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ import redis.asyncio as aioredis
 
 from chatmesh.common.bus import EventBus, InProcessEventBus, RedisEventBus
 from chatmesh.common.grpc.server import RunningServer, install_stop_signals
+from chatmesh.common.lifecycle import Background, settle_heap
 from chatmesh.common.logging import configure_logging, get_logger
 from chatmesh.common.ratelimit import InMemoryRateLimiter, RateLimiter, RedisRateLimiter
 from chatmesh.common.redis import create_redis
@@ -34,9 +34,8 @@ class ServiceRuntime:
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
-        self.stop_event = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._background = Background()
+        self.stop_event = self._background.stop_event
         self._redis: aioredis.Redis | None = None
         self._running: RunningServer | None = None
         self._stopped = False
@@ -55,15 +54,11 @@ class ServiceRuntime:
         self._running = running
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
-        self._closers.append(closer)
+        self._background.on_close(closer)
 
     def spawn(self, loop: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         """Run `loop(stop_event)` in the background until the service stops."""
-
-        async def guarded() -> None:
-            await loop(self.stop_event)
-
-        self._tasks.append(asyncio.create_task(guarded()))
+        self._background.spawn(loop)
 
     def redis(self) -> aioredis.Redis | None:
         """One shared client for the configured Redis, or None in embedded mode."""
@@ -105,22 +100,7 @@ class ServiceRuntime:
         self._stopped = True
         if self._running is not None:
             await self._running.stop(drain=drain, grace=grace)
-        self.stop_event.set()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for close in reversed(self._closers):
-            try:
-                await close()
-            except Exception:
-                log.exception("error while closing")
-
-
-def settle_heap() -> None:
-    """Collect once, then move every object that survived start-up (modules,
-    classes, compiled statements) into the permanent generation: later full
-    collections scan only what requests allocate, so their pauses (the worst
-    of p99 latency) stay short."""
-    gc.collect()
-    gc.freeze()
+        await self._background.stop()
 
 
 def run_service_main(

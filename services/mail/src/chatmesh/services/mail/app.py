@@ -103,17 +103,7 @@ async def serve(
 
         service = _mail_service(settings, db, queue, limiter, clock)
         runtime.service = service
-        deliverer = Deliverer(
-            db=db,
-            provider=provider,
-            queue=queue,
-            sender=settings.mail_from,
-            max_attempts=settings.max_attempts,
-            retry_base=settings.retry_base_seconds,
-            retry_max=settings.retry_max_seconds,
-            claim_idle=settings.claim_idle_seconds,
-            requeue_after=settings.requeue_after_seconds,
-        )
+        deliverer = Deliverer.configured(settings, db=db, provider=provider, queue=queue)
 
         async def work(stop: asyncio.Event) -> None:
             await queue.run(deliverer.handle_batch, stop=stop)

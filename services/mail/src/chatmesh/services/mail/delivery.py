@@ -33,6 +33,7 @@ from chatmesh.services.mail.jobqueue import JobQueue
 from chatmesh.services.mail.message import OutgoingEmail
 from chatmesh.services.mail.models import EmailRecord, Suppression, as_utc
 from chatmesh.services.mail.providers import Provider, SendError
+from chatmesh.services.mail.settings import MailSettings
 
 log = get_logger(__name__)
 
@@ -100,6 +101,30 @@ class Deliverer:
         self._claim_idle = timedelta(seconds=claim_idle)
         self._requeue_after = timedelta(seconds=requeue_after)
         self._clock = clock
+
+    @classmethod
+    def configured(
+        cls,
+        settings: MailSettings,
+        *,
+        db: Database,
+        provider: Provider,
+        queue: JobQueue,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> Deliverer:
+        """A deliverer with the retry and reclaim policy of `settings`."""
+        return cls(
+            db=db,
+            provider=provider,
+            queue=queue,
+            sender=settings.mail_from,
+            max_attempts=settings.max_attempts,
+            retry_base=settings.retry_base_seconds,
+            retry_max=settings.retry_max_seconds,
+            claim_idle=settings.claim_idle_seconds,
+            requeue_after=settings.requeue_after_seconds,
+            clock=clock,
+        )
 
     async def handle(self, email_id: str) -> None:
         await self.handle_batch([email_id])

@@ -12,12 +12,11 @@ The API replicas (`python -m chatmesh.services.mail` with
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 
 from chatmesh.common.db import Database
+from chatmesh.common.lifecycle import Background, settle_heap
 from chatmesh.common.logging import get_logger
 from chatmesh.common.metrics import start_metrics_server
 from chatmesh.common.redis import create_redis
@@ -40,25 +39,11 @@ class RunningWorker:
     def __init__(self, queue: RedisJobQueue, deliverer: Deliverer) -> None:
         self.queue = queue
         self.deliverer = deliverer
-        self.stop_event = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._closers: list[Callable[[], Awaitable[None]]] = []
-
-    def _spawn(self, loop: Awaitable[None]) -> None:
-        async def guarded() -> None:
-            await loop
-
-        self._tasks.append(asyncio.create_task(guarded()))
+        self.background = Background()
 
     async def stop(self) -> None:
         """Finish the batches in flight (they are acked), then close."""
-        self.stop_event.set()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for close in reversed(self._closers):
-            try:
-                await close()
-            except Exception:
-                log.exception("error while closing")
+        await self.background.stop()
 
 
 async def start_worker(
@@ -78,22 +63,13 @@ async def start_worker(
     )
     if provider is None:
         provider = create_provider(settings, db)
-    deliverer = Deliverer(
-        db=db,
-        provider=provider,
-        queue=queue,
-        sender=settings.mail_from,
-        max_attempts=settings.max_attempts,
-        retry_base=settings.retry_base_seconds,
-        retry_max=settings.retry_max_seconds,
-        claim_idle=settings.claim_idle_seconds,
-        requeue_after=settings.requeue_after_seconds,
-    )
+    deliverer = Deliverer.configured(settings, db=db, provider=provider, queue=queue)
     worker = RunningWorker(queue, deliverer)
-    worker._closers.extend([db.close, redis.aclose, provider.close])
-    worker._spawn(queue.run(deliverer.handle_batch, stop=worker.stop_event))
-    worker._spawn(
-        deliverer.run_sweeper(worker.stop_event, interval=settings.sweep_interval_seconds)
+    for close in (db.close, redis.aclose, provider.close):
+        worker.background.on_close(close)
+    worker.background.spawn(lambda stop: queue.run(deliverer.handle_batch, stop=stop))
+    worker.background.spawn(
+        lambda stop: deliverer.run_sweeper(stop, interval=settings.sweep_interval_seconds)
     )
     if settings.metrics_port > 0:
         start_metrics_server(settings.grpc_host, settings.metrics_port)
@@ -111,10 +87,7 @@ async def run_worker(settings: MailSettings) -> None:
     except WorkerConfigError as exc:
         print(f"mail worker: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(CONFIG_ERROR_EXIT_CODE) from None
-    # chatmesh.common.service.settle_heap, inlined: that module imports the gRPC
-    # server stack (~12 MB). Start-up's survivors go to the permanent generation.
-    gc.collect()
-    gc.freeze()
+    settle_heap()
     log.info("mail worker started", consumer=worker.queue.consumer)
     await stop.wait()
     log.info("mail worker stopping")

@@ -272,3 +272,30 @@ async def test_sqlite_writes_in_one_process_take_turns(tmp_path: Path) -> None:
         assert await item_names(db) == sorted(f"item-{i}" for i in range(20))
     finally:
         await db.close()
+
+
+async def backend_pid(db: Database) -> int:
+    async with db.read() as session:
+        connection = await session.connection()
+        pid: int = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        return pid
+
+
+async def test_a_postgres_connection_cut_while_idle_is_replaced_before_use(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(postgres_url, schema=SCHEMA)
+    admin = Database(postgres_url, schema=SCHEMA)
+    try:
+        first = await backend_pid(db)
+        # What a Postgres restart or a proxy's idle timeout does to a pooled connection.
+        async with admin.transaction() as session:
+            connection = await session.connection()
+            await connection.execute(text(f"SELECT pg_terminate_backend({first})"))
+        # The pooled connection counts as idle now (the threshold is seconds in production).
+        monkeypatch.setattr("chatmesh.common.db.PING_AFTER_IDLE_SECONDS", 0.0)
+        second = await backend_pid(db)
+        assert second != first
+    finally:
+        await db.close()
+        await admin.close()

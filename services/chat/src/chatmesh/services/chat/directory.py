@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
 from chatmesh.common.bus import EventBus, stream_name, unpack
 from chatmesh.common.clock import as_utc
-from chatmesh.common.db import Database
+from chatmesh.common.db import Database, dialect_insert
 from chatmesh.common.logging import get_logger
 from chatmesh.events.v1 import auth_events_pb2, envelope_pb2
 from chatmesh.services.chat import models
@@ -42,8 +40,8 @@ class UserDirectory:
             "display_name": registered.display_name,
             "register_time": as_utc(registered.register_time.ToDatetime()),
         }
-        insert = sqlite_insert if self._db.is_sqlite else pg_insert
-        statement = insert(models.User).values(**values)
+        table = models.User.__table__  # type: ignore[attr-defined]
+        statement = dialect_insert(table, is_sqlite=self._db.is_sqlite).values(**values)
         statement = statement.on_conflict_do_update(
             index_elements=["id"],
             set_={"username": values["username"], "display_name": values["display_name"]},

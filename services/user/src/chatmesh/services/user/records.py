@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from chatmesh.common.db import dialect_insert
 from chatmesh.common.errors import NotFound
 from chatmesh.services.user.models import Block, Profile, Relationship
 
@@ -34,9 +34,8 @@ async def insert_ignoring_conflict(
     is_sqlite: bool,
 ) -> bool:
     """INSERT … ON CONFLICT (conflict) DO NOTHING; whether a row was inserted."""
-    dialect_insert = sqlite.insert if is_sqlite else postgresql.insert
     statement = (
-        dialect_insert(model.__table__)  # type: ignore[attr-defined]
+        dialect_insert(model.__table__, is_sqlite=is_sqlite)  # type: ignore[attr-defined]
         .values(**values)
         .on_conflict_do_nothing(index_elements=list(conflict))
     )
